@@ -1,0 +1,3 @@
+from mlfactory.cli import app
+
+app()

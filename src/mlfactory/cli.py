@@ -1,0 +1,269 @@
+"""The ``mlfactory`` command: run pipelines and read what they did.
+
+Read commands take ``--json`` for scripts. Mistakes (unknown pipeline, bad parameter) print one
+line and exit with status 2; a failed run exits with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mlfactory.errors import UserError
+from mlfactory.orchestration import (
+    StepEvent,
+    all_pipelines,
+    get_pipeline,
+    parse_pairs,
+    run_pipeline,
+    validate_params,
+)
+from mlfactory.orchestration.history import get_run, latest_runs, list_runs
+from mlfactory.orchestration.records import fail_interrupted_runs
+from mlfactory.settings import get_settings
+from mlfactory.store import session_factory
+
+app = typer.Typer(
+    help="mlfactory: raw data to models that are retrained, tracked, served and watched.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, soft_wrap=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+F = TypeVar("F", bound=Callable[..., Any])
+KEY_METRICS = ("accuracy", "f1", "roc_auc")
+
+
+def user_errors(command: F) -> F:
+    """Turn a UserError into one line on stderr and exit status 2."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            errors.print(f"[red]Error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _configure() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlfactory").setLevel(get_settings().log_level)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its own INFO lines drown the output
+
+
+@app.command()
+@user_errors
+def run(
+    name: Annotated[str, typer.Argument(help="Pipeline to run.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="A run parameter, key=value.")
+    ] = None,
+) -> None:
+    """Run a pipeline here, now, step by step."""
+    pipeline = get_pipeline(name)
+    params = validate_params(pipeline.params, parse_pairs(pipeline.params, param or []))
+    steps = pipeline.ordered_steps()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"{name}: starting", total=len(steps))
+
+        def observe(event: StepEvent) -> None:
+            if event.kind == "started":
+                progress.update(task, description=f"{name}: {event.step} (attempt {event.attempt})")
+                return
+            marks = {
+                "succeeded": "[green]ok[/]",
+                "failed": "[red]failed[/]",
+                "retrying": "[yellow]retrying[/]",
+                "skipped": "[grey50]skipped[/]",
+            }
+            detail = f" {event.duration_s:.2f}s" if event.kind == "succeeded" else ""
+            error = f"  {event.error}" if event.error else ""
+            progress.console.print(
+                f"  {event.step:<12} {marks[event.kind]}{detail}{error}", highlight=False
+            )
+            if event.kind in ("succeeded", "failed", "skipped"):
+                progress.advance(task)
+
+        outcome = run_pipeline(pipeline, params, observer=observe)
+    record = get_run(session_factory(get_settings().database_url), outcome.run_id) or {}
+    if outcome.status != "success":
+        errors.print(
+            f"[red]Run {outcome.run_id} of {name} failed:[/red] {outcome.error}", highlight=False
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"[green]Run {outcome.run_id} of {name} succeeded[/] in {outcome.duration_s:.1f}s"
+    )
+    _print_metrics(record.get("metrics") or {})
+    if record.get("model_version"):
+        alias = (record.get("summary") or {}).get("promotion", {}).get("alias", "")
+        console.print(
+            f"Registered model [bold]{record['model_name']}[/] version "
+            f"[bold]{record['model_version']}[/]" + (f" (alias [bold]{alias}[/])" if alias else "")
+        )
+
+
+@app.command()
+@user_errors
+def pipelines(as_json: JsonOption = False) -> None:
+    """List the registered pipelines."""
+    rows = [
+        {
+            "name": pipeline.name,
+            "schedule": pipeline.schedule,
+            "steps": [step.name for step in pipeline.ordered_steps()],
+            "params": pipeline.params.model_json_schema().get("properties", {}),
+            "description": pipeline.description.strip().splitlines()[0]
+            if pipeline.description
+            else "",
+        }
+        for pipeline in all_pipelines()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("pipeline", "schedule", "steps", "description")
+    for row in rows:
+        table.add_row(
+            row["name"], row["schedule"] or "-", " > ".join(row["steps"]), row["description"]
+        )
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def runs(
+    name: Annotated[str | None, typer.Argument(help="Only this pipeline's runs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    run_id: Annotated[int | None, typer.Option("--id", help="Show one run in detail.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recent runs with their steps; ``--id N`` shows every attempt of one run."""
+    sessions = session_factory(get_settings().database_url)
+    fail_interrupted_runs(sessions)
+    if run_id is not None:
+        record = get_run(sessions, run_id)
+        if record is None:
+            raise UserError(f"no run with id {run_id}")
+        _print_json(record) if as_json else _print_run(record)
+        return
+    if name is not None:
+        get_pipeline(name)  # an unknown name is an error, not an empty list
+    rows = list_runs(sessions, name, limit)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("id", "pipeline", "status", "started", "duration", "steps", "model", "metrics")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["pipeline"],
+            _status(row["status"]),
+            row["started_at"][:19].replace("T", " "),
+            _seconds(row["duration_s"]),
+            ", ".join(f"{count} {state}" for state, count in row["step_states"].items()),
+            f"v{row['model_version']}" if row["model_version"] else "-",
+            _metric_text(row["metrics"]),
+        )
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def status(as_json: JsonOption = False) -> None:
+    """The last run of each pipeline with its key metrics."""
+    sessions = session_factory(get_settings().database_url)
+    fail_interrupted_runs(sessions)
+    rows = latest_runs(sessions)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        console.print("No runs yet: try [bold]mlfactory run advertising[/].")
+        return
+    table = Table("pipeline", "last run", "status", "ended", "model", "metrics", "error")
+    for row in rows:
+        table.add_row(
+            row["pipeline"],
+            str(row["id"]),
+            _status(row["status"]),
+            (row["ended_at"] or "")[:19].replace("T", " "),
+            f"{row['model_name']} v{row['model_version']}" if row["model_version"] else "-",
+            _metric_text(row["metrics"]),
+            (row["error"] or "")[:80],
+        )
+    console.print(table)
+
+
+def _print_run(record: dict[str, Any]) -> None:
+    console.print(
+        f"Run {record['id']} of [bold]{record['pipeline']}[/]: {_status(record['status'])} "
+        f"({record['engine']}, {_seconds(record['duration_s'])})"
+    )
+    if record["error"]:
+        console.print(f"[red]{record['error']}[/]", highlight=False)
+    table = Table("step", "attempt", "status", "duration", "error")
+    for attempt in record["attempts"]:
+        table.add_row(
+            attempt["step"],
+            str(attempt["attempt"]),
+            _status(attempt["status"]),
+            _seconds(attempt["duration_s"]),
+            (attempt["error"] or "")[:100],
+        )
+    console.print(table)
+    _print_metrics(record["metrics"])
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    if not metrics:
+        return
+    table = Table("metric", "value", title="Test metrics")
+    for metric, value in metrics.items():
+        table.add_row(metric, f"{value:.4f}")
+    console.print(table)
+
+
+def _metric_text(metrics: dict[str, float]) -> str:
+    return " ".join(f"{key}={metrics[key]:.3f}" for key in KEY_METRICS if key in metrics)
+
+
+def _status(status: str) -> str:
+    colour = {"success": "green", "failed": "red", "running": "yellow"}.get(status, "grey50")
+    return f"[{colour}]{status}[/]"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    app()

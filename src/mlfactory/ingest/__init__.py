@@ -1,0 +1,1 @@
+"""Getting source data into the store: readers, the incremental loader, validation."""

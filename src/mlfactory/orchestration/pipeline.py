@@ -1,0 +1,86 @@
+"""What a pipeline is: named steps with dependencies, a schedule, retries, parameters and hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from mlfactory.orchestration.context import Context
+    from mlfactory.orchestration.runner import RunOutcome
+
+StepFn = Callable[["Context"], dict[str, Any] | None]
+Hook = Callable[["RunOutcome"], None]
+
+
+class NoParams(BaseModel):
+    """The parameters of a pipeline that declares none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A plain function of a Context; what it returns must be small and JSON-serialisable.
+
+    ``retries`` and ``retry_delay`` (seconds) default to the pipeline's values.
+    """
+
+    name: str
+    fn: StepFn
+    needs: tuple[str, ...] = ()
+    retries: int | None = None
+    retry_delay: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A named graph of steps; the same definition runs locally and on Airflow."""
+
+    name: str
+    steps: tuple[Step, ...]
+    description: str = ""
+    schedule: str | None = None  # cron expression or preset such as "@daily"
+    params: type[BaseModel] = NoParams
+    retries: int = 0
+    retry_delay: float = 0.0
+    tags: tuple[str, ...] = ()
+    on_success: tuple[Hook, ...] = ()
+    on_failure: tuple[Hook, ...] = ()
+    _order: tuple[Step, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name = {step.name: step for step in self.steps}
+        if len(by_name) != len(self.steps):
+            raise ValueError(f"pipeline {self.name!r}: step names must be unique")
+        graph: dict[str, tuple[str, ...]] = {}
+        for step in self.steps:
+            missing = [need for need in step.needs if need not in by_name]
+            if missing:
+                raise ValueError(
+                    f"pipeline {self.name!r}: step {step.name!r} needs unknown {missing}"
+                )
+            graph[step.name] = step.needs
+        try:
+            order = list(TopologicalSorter(graph).static_order())
+        except CycleError as exc:
+            raise ValueError(f"pipeline {self.name!r}: steps form a cycle {exc.args[1]}") from exc
+        object.__setattr__(self, "_order", tuple(by_name[name] for name in order))
+
+    def ordered_steps(self) -> tuple[Step, ...]:
+        """Steps in an order where every step comes after the steps it needs."""
+        return self._order
+
+    def step(self, name: str) -> Step:
+        return next(step for step in self.steps if step.name == name)
+
+    def retry_policy(self, step: Step) -> tuple[int, float]:
+        """(retries, delay in seconds) for ``step``, falling back to the pipeline's defaults."""
+        retries = self.retries if step.retries is None else step.retries
+        delay = self.retry_delay if step.retry_delay is None else step.retry_delay
+        return retries, delay

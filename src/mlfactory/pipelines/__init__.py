@@ -1,0 +1,1 @@
+"""The built-in pipelines, one module each; registered as entry points in pyproject.toml."""

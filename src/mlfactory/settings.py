@@ -1,0 +1,65 @@
+"""All configuration in one place: environment variables prefixed ``MLF_`` and an optional ``.env``.
+
+Everything has an embedded default under ``MLF_HOME`` (``./.mlfactory``), so a laptop needs no
+server: the store and the MLflow tracking store are SQLite files and artefacts are local folders.
+Pointing ``MLF_DATABASE_URL`` / ``MLF_MLFLOW_TRACKING_URI`` at PostgreSQL or an MLflow server
+switches to the cluster stack with no code change.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MLF_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    home: Path = Field(default=Path(".mlfactory"), description="Root of every embedded default.")
+    env: Literal["development", "production"] = "development"
+    database_url: str = Field(default="", description="SQLAlchemy URL of the store.")
+    mlflow_tracking_uri: str = Field(default="", description="MLflow tracking and registry URI.")
+    artifacts_dir: Path = Field(default=Path(), description="Run artefacts (plots, splits, ...).")
+    datasets_dir: Path | None = Field(
+        default=None, description="Folder holding named data sets, looked at before the cache."
+    )
+    cache_dir: Path = Field(default=Path(), description="Downloaded data sets.")
+    download_timeout: float = Field(default=60.0, gt=0, description="Seconds per data download.")
+    max_field_bytes: int = Field(
+        default=1_000_000, gt=0, description="Source fields larger than this are rejected."
+    )
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'mlfactory.db'}"
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"sqlite:///{self.home / 'mlflow.db'}"
+        if self.artifacts_dir == Path():
+            self.artifacts_dir = self.home / "artifacts"
+        if self.cache_dir == Path():
+            self.cache_dir = self.home / "cache"
+        return self
+
+    @property
+    def mlflow_artifacts_uri(self) -> str:
+        """Where new MLflow experiments keep their artefacts."""
+        return (self.artifacts_dir / "mlflow").resolve().as_uri()
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.artifacts_dir, self.cache_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,265 @@
+"""The store's tables: run records, audited data items and everything derived from them.
+
+Schema changes go through an Alembic migration in ``migrations/versions``; a test checks that
+the migrations and these classes agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Float, ForeignKey, Index, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, on SQLite (which keeps no
+    zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store keeps UTC timestamps only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {
+        dict[str, Any]: JsonType,
+        list[Any]: JsonType,
+        datetime: UTCDateTime(),
+    }
+
+
+class PipelineRun(Base):
+    """One run of a pipeline, whichever engine ran it."""
+
+    __tablename__ = "pipeline_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # running | success | failed
+    engine: Mapped[str] = mapped_column(String(20))  # local | airflow
+    external_id: Mapped[str | None] = mapped_column(String(250), unique=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    model_name: Mapped[str | None] = mapped_column(String(200))
+    model_version: Mapped[str | None] = mapped_column(String(20))
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class TaskRun(Base):
+    """One attempt of one step of a pipeline run."""
+
+    __tablename__ = "task_runs"
+    __table_args__ = (Index("ix_task_runs_run_step", "run_id", "step", "attempt", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(200))
+    attempt: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20))  # running | success | failed | upstream_failed
+    engine: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    output: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+
+
+class DataLoad(Base):
+    """One load batch of a data set, with its counts and outcome."""
+
+    __tablename__ = "data_loads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(20))  # full | fraction | watermark
+    percentage: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))  # running | completed | failed
+    rows_seen: Mapped[int] = mapped_column(default=0)
+    rows_inserted: Mapped[int] = mapped_column(default=0)
+    rows_updated: Mapped[int] = mapped_column(default=0)
+    rows_unchanged: Mapped[int] = mapped_column(default=0)
+    rows_rejected: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+
+
+class Item(Base):
+    """The current state of one source row of a data set."""
+
+    __tablename__ = "items"
+    __table_args__ = (Index("ix_items_dataset_key", "dataset", "key", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(500))
+    data: Mapped[dict[str, Any]]
+    label: Mapped[str | None] = mapped_column(String(200), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    first_batch_id: Mapped[int] = mapped_column(ForeignKey("data_loads.id"))
+    last_batch_id: Mapped[int] = mapped_column(ForeignKey("data_loads.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ItemHistory(Base):
+    """Every insert, update and delete of an item, with the batch that made it."""
+
+    __tablename__ = "item_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("data_loads.id"), index=True)
+    operation: Mapped[str] = mapped_column(String(10))  # insert | update | delete
+    before: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Rejection(Base):
+    """A source row kept aside, with the reason it was refused."""
+
+    __tablename__ = "rejections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(200), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("data_loads.id"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    stage: Mapped[str] = mapped_column(String(50))  # load | validate | ...
+    line: Mapped[int | None]
+    key: Mapped[str | None] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[str | None] = mapped_column(Text)
+    raw_bytes: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Snapshot(Base):
+    """A training set materialised from the store, identified by its content digest."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(200), index=True)
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    as_of_batch_id: Mapped[int | None] = mapped_column(ForeignKey("data_loads.id"))
+    row_count: Mapped[int]
+    class_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    balanced_counts: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    path: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Prediction(Base):
+    """A model's answer for one item (or one request), with the model version that gave it."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_item_model", "item_id", "model_name", "model_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    dataset: Mapped[str | None] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str] = mapped_column(String(200))
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Annotation(Base):
+    """A per-item output that is not a prediction (a summary, a note), with its producer."""
+
+    __tablename__ = "annotations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    producer: Mapped[str] = mapped_column(String(200))
+    producer_version: Mapped[str] = mapped_column(String(50))
+    content: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Derivation(Base):
+    """An artefact derived from an item (page image, text, embedding), traceable to its parent."""
+
+    __tablename__ = "derivations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("derivations.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(50))
+    processor: Mapped[str] = mapped_column(String(200))
+    processor_version: Mapped[str] = mapped_column(String(50))
+    path: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """An account of the API, with an argon2 password hash and one role."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))  # viewer | user | admin
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+__all__ = [
+    "Annotation",
+    "Base",
+    "DataLoad",
+    "Derivation",
+    "Item",
+    "ItemHistory",
+    "PipelineRun",
+    "Prediction",
+    "Rejection",
+    "Snapshot",
+    "TaskRun",
+    "User",
+    "utcnow",
+]

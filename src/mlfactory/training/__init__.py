@@ -1,0 +1,1 @@
+"""Training: fit, evaluate, log and register on MLflow, and the champion rule."""

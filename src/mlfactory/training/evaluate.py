@@ -1,0 +1,50 @@
+"""Scores and plots of a classifier on a held-out set (figures built without pyplot, so no
+display backend or global figure state is involved)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from matplotlib.figure import Figure
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    RocCurveDisplay,
+    accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+
+def binary_metrics(
+    y_true: Sequence[Any], y_pred: Sequence[Any], y_score: Sequence[float]
+) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 of the positive class, and ROC AUC of its scores."""
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y_true, y_score)),
+    }
+
+
+def confusion_matrix_figure(y_true: Sequence[Any], y_pred: Sequence[Any], title: str) -> Figure:
+    figure = Figure(figsize=(4.5, 4))
+    axes = figure.subplots()
+    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, ax=axes, colorbar=False)
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def roc_figure(y_true: Sequence[Any], y_score: Sequence[float], title: str) -> Figure:
+    figure = Figure(figsize=(4.5, 4))
+    axes = figure.subplots()
+    RocCurveDisplay.from_predictions(y_true, y_score, ax=axes)
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure

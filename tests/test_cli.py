@@ -1,0 +1,172 @@
+"""The ``mlfactory`` command as a user meets it: real processes, real output, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mlfactory.ingest.csv_reader import read_csv_rows
+from mlfactory.ingest.loader import content_hash, records_from_csv
+from mlfactory.store import DataLoad, Item, ItemHistory, PipelineRun
+
+MLFACTORY = [sys.executable, "-m", "mlfactory"]
+
+
+def mlfactory(
+    env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*MLFACTORY, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"mlfactory {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+@pytest.mark.slow
+def test_run_prints_metrics_and_version_then_runs_and_status_list_it(cli_env, model_name) -> None:
+    result = mlfactory(cli_env, "run", "advertising", "-p", f"model_name={model_name}")
+    assert "succeeded" in result.stdout
+    assert "accuracy" in result.stdout
+    assert f"Registered model {model_name} version 1 (alias champion)" in result.stdout
+
+    runs = json.loads(mlfactory(cli_env, "runs", "advertising", "--json").stdout)
+    assert len(runs) == 1 and runs[0]["status"] == "success"
+    assert runs[0]["step_states"] == {"success": 7}
+    table = mlfactory(cli_env, "runs", "advertising").stdout
+    assert "7 success" in table and "v1" in table
+
+    status = json.loads(mlfactory(cli_env, "status", "--json").stdout)
+    assert [(row["pipeline"], row["model_version"]) for row in status] == [("advertising", "1")]
+    assert status[0]["metrics"]["accuracy"] > 0.9
+    detail = json.loads(mlfactory(cli_env, "runs", "--id", str(runs[0]["id"]), "--json").stdout)
+    assert [a["step"] for a in detail["attempts"]][-1] == "summary"
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "nope"], "Error: unknown pipeline 'nope' (registered: advertising"),
+        (
+            ["run", "advertising", "-p", "test_size=abc"],
+            "test_size: Input should be a valid number",
+        ),
+        (["run", "advertising", "-p", "speed=9"], "unknown parameter(s) speed"),
+        (["run", "advertising", "-p", "test_size"], "not of the form key=value"),
+        (["run", "advertising", "-p", "features=Age,Height"], "unknown features ['Height']"),
+        (["runs", "nope"], "unknown pipeline 'nope'"),
+        (["runs", "--id", "999"], "no run with id 999"),
+    ],
+)
+def test_mistakes_get_one_line_not_a_traceback(cli_env, args: list[str], message: str) -> None:
+    result = mlfactory(cli_env, *args, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_pipelines_lists_the_builtins_with_their_parameters(cli_env) -> None:
+    rows = json.loads(mlfactory(cli_env, "pipelines", "--json").stdout)
+    advertising = next(row for row in rows if row["name"] == "advertising")
+    assert advertising["schedule"] == "@daily"
+    assert advertising["steps"] == [
+        "load",
+        "validate",
+        "split",
+        "train",
+        "evaluate",
+        "promote",
+        "summary",
+    ]
+    assert advertising["params"]["test_size"]["default"] == 0.3
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_pipeline_from_another_package_is_found_by_entry_point(cli_env, tmp_path: Path) -> None:
+    package = tmp_path / "site"
+    (package / "extra_pipelines.py").parent.mkdir()
+    (package / "extra_pipelines.py").write_text(
+        "from mlfactory.orchestration import Pipeline, Step\n"
+        "pipeline = Pipeline(name='hello', schedule='@hourly',\n"
+        "                    steps=(Step('greet', lambda ctx: {'hello': ctx.run_id}),))\n"
+    )
+    dist = package / "extra_pipelines-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: extra-pipelines\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[mlfactory.pipelines]\nhello = extra_pipelines:pipeline\n"
+    )
+    env = {**cli_env, "PYTHONPATH": str(package)}
+
+    names = [row["name"] for row in json.loads(mlfactory(env, "pipelines", "--json").stdout)]
+    assert {"advertising", "hello"} <= set(names)
+    assert "succeeded" in mlfactory(env, "run", "hello").stdout
+    runs = json.loads(mlfactory(env, "runs", "hello", "--json").stdout)
+    assert runs[0]["attempts"][0]["output"] == {"hello": runs[0]["id"]}
+
+
+@pytest.mark.slow
+def test_sigkill_during_the_load_then_rerun_converges(
+    cli_env, sessions, advertising_csv: Path, tmp_path: Path, model_name: str
+) -> None:
+    """Kill the load twice at random points, rerun: the store is what one clean load makes."""
+    lines = advertising_csv.read_bytes().rstrip(b"\n").split(b"\n")
+    source = tmp_path / "big.csv"
+    source.write_bytes(b"\n".join([lines[0], *lines[1:] * 20]) + b"\n")  # 20,000 rows
+    expected = {
+        record.key: content_hash(record.data, record.label)
+        for record in records_from_csv(read_csv_rows(source), label_field="Clicked on Ad")
+    }
+    args = ("run", "advertising", "-p", f"source={source}", "-p", f"model_name={model_name}")
+    rng = random.Random(20261124)
+
+    for trial in range(2):
+        process = subprocess.Popen(
+            [*MLFACTORY, *args], env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 120
+        while _batches(sessions) <= trial and time.monotonic() < deadline:  # wait for its batch
+            if process.poll() is not None:
+                pytest.fail("the run ended before its load started")
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.05, 0.5))
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert _batches(sessions, "completed") == 0, "the kill came after the load had finished"
+
+    mlfactory(cli_env, *args)
+
+    with sessions() as session:
+        stored = dict(session.execute(select(Item.key, Item.content_hash)).all())
+        history = session.execute(
+            select(ItemHistory.operation, func.count()).group_by(ItemHistory.operation)
+        ).all()
+        batches = session.execute(
+            select(DataLoad.status, DataLoad.error).order_by(DataLoad.id)
+        ).all()
+        runs = session.execute(select(PipelineRun.status).order_by(PipelineRun.id)).scalars().all()
+    assert stored == expected
+    assert history == [("insert", 20_000)]
+    assert [status for status, _ in batches] == ["failed", "failed", "completed"]
+    assert all("interrupted" in (error or "") for _, error in batches[:2])
+    assert runs == ["failed", "failed", "success"]
+
+
+def _batches(sessions, status: str | None = None) -> int:
+    query = select(func.count()).select_from(DataLoad)
+    if status is not None:
+        query = query.where(DataLoad.status == status)
+    with sessions() as session:
+        return session.scalar(query)

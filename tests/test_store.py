@@ -1,0 +1,72 @@
+"""The store: migrations agree with the tables, views answer, timestamps stay UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+
+from mlfactory.settings import Settings
+from mlfactory.store import Base, DataLoad, Item, PipelineRun, get_engine
+
+
+def test_migrations_create_exactly_the_declared_schema(settings: Settings) -> None:
+    engine = get_engine(settings.database_url)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    assert {"current_data_state", "class_distribution"} <= set(inspect(engine).get_view_names())
+
+
+def test_views_summarise_items_per_data_set(settings: Settings, sessions) -> None:
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        batch = DataLoad(dataset="d", name="initial", mode="full", status="completed")
+        session.add(batch)
+        session.flush()
+        for key, label in [("1", "a"), ("2", "a"), ("3", "b"), ("4", None)]:
+            session.add(
+                Item(
+                    dataset="d",
+                    key=key,
+                    data={},
+                    label=label,
+                    content_hash=key,
+                    first_batch_id=batch.id,
+                    last_batch_id=batch.id,
+                    updated_at=now,
+                )
+            )
+    with sessions() as session:
+        state = session.execute(
+            text("SELECT items, labelled, last_batch_id FROM current_data_state")
+        )
+        assert state.one() == (4, 3, batch.id)
+        counts = session.execute(
+            text("SELECT label, items FROM class_distribution WHERE dataset='d'")
+        )
+        assert dict(counts.all()) == {"a": 2, "b": 1, None: 1}
+
+
+def test_timestamps_come_back_as_utc(settings: Settings, sessions) -> None:
+    paris = timezone(timedelta(hours=1))
+    started = datetime(2026, 1, 2, 13, 0, tzinfo=paris)
+    with sessions.begin() as session:
+        session.add(PipelineRun(pipeline="p", status="running", engine="local", started_at=started))
+    with sessions() as session:
+        stored = session.scalar(select(PipelineRun.started_at))
+    assert stored == started
+    assert stored.utcoffset() == timedelta(0)
+
+
+def test_migration_runs_once_and_is_idempotent(settings: Settings) -> None:
+    from mlfactory.store import dispose_engines, migrate
+
+    engine = get_engine(settings.database_url)
+    migrate(engine)  # a second call finds the schema at head and changes nothing
+    dispose_engines()
+    engine = get_engine(settings.database_url)
+    with engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == "0001"
