@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from mlfactory.ingest.csv_reader import read_csv_rows
 from mlfactory.ingest.loader import content_hash, records_from_csv
+from mlfactory.pipelines.advertising import pipeline
 from mlfactory.store import DataLoad, Item, ItemHistory, PipelineRun
 
 MLFACTORY = [sys.executable, "-m", "mlfactory"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -64,7 +65,7 @@ def user_errors(command: F) -> F:
 def _configure() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mlfactory").setLevel(get_settings().log_level)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its own INFO lines drown the output
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines drown the output
 
 
 @app.command()

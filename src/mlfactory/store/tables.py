@@ -247,19 +247,3 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-
-__all__ = [
-    "Annotation",
-    "Base",
-    "DataLoad",
-    "Derivation",
-    "Item",
-    "ItemHistory",
-    "PipelineRun",
-    "Prediction",
-    "Rejection",
-    "Snapshot",
-    "TaskRun",
-    "User",
-    "utcnow",
-]
