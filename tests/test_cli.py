@@ -82,15 +82,7 @@ def test_pipelines_lists_the_builtins_with_their_parameters(cli_env) -> None:
     rows = json.loads(mlfactory(cli_env, "pipelines", "--json").stdout)
     advertising = next(row for row in rows if row["name"] == "advertising")
     assert advertising["schedule"] == "@daily"
-    assert advertising["steps"] == [
-        "load",
-        "validate",
-        "split",
-        "train",
-        "evaluate",
-        "promote",
-        "summary",
-    ]
+    assert advertising["steps"] == [step.name for step in pipeline.ordered_steps()]
     assert advertising["params"]["test_size"]["default"] == 0.3
 
 

@@ -246,4 +246,3 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))  # viewer | user | admin
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
