@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 
 from mlfactory.settings import Settings
@@ -61,12 +62,25 @@ def test_timestamps_come_back_as_utc(settings: Settings, sessions) -> None:
     assert stored.utcoffset() == timedelta(0)
 
 
-def test_migration_runs_once_and_is_idempotent(settings: Settings) -> None:
-    from mlfactory.store import dispose_engines, migrate
+def test_upgrading_an_older_store_keeps_its_rows(store_url: str) -> None:
+    from alembic import command
 
-    engine = get_engine(settings.database_url)
-    migrate(engine)  # a second call finds the schema at head and changes nothing
-    dispose_engines()
-    engine = get_engine(settings.database_url)
+    from mlfactory.store.engine import MIGRATIONS_DIR, _alembic_config, _create_engine, migrate
+
+    engine = _create_engine(store_url)
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "0001")
+        connection.execute(
+            text(
+                "INSERT INTO snapshots (dataset, digest, row_count, class_counts, created_at) "
+                "VALUES ('d', 'abc', 3, '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+    migrate(engine)
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0001"
+        assert MigrationContext.configure(connection).get_current_revision() == head
+        row = connection.execute(text("SELECT digest, kind FROM snapshots")).one()
+    assert tuple(row) == ("abc", "training")
+    migrate(engine)  # at head already: nothing to do, nothing changes
+    engine.dispose()

@@ -169,28 +169,37 @@ class Rejection(Base):
 
 
 class Snapshot(Base):
-    """A training set materialised from the store, identified by its content digest."""
+    """A training or evaluation set materialised from the store, identified by its content
+    digest."""
 
     __tablename__ = "snapshots"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="training")  # training | evaluation
     digest: Mapped[str] = mapped_column(String(64), index=True)
     as_of_batch_id: Mapped[int | None] = mapped_column(ForeignKey("data_loads.id"))
     row_count: Mapped[int]
     class_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     balanced_counts: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    seed: Mapped[int | None]
     path: Mapped[str | None] = mapped_column(Text)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Prediction(Base):
-    """A model's answer for one item (or one request), with the model version that gave it."""
+    """A model's answer for one item (or one request), with the model version that gave it.
+
+    One answer per item and model version at most: concurrent workers cannot predict twice.
+    """
 
     __tablename__ = "predictions"
-    __table_args__ = (Index("ix_predictions_item_model", "item_id", "model_name", "model_version"),)
+    __table_args__ = (
+        Index("ux_predictions_item_model", "item_id", "model_name", "model_version", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
