@@ -117,7 +117,7 @@ def test_sigkill_during_the_load_then_rerun_converges(
     """Kill the load twice at random points, rerun: the store is what one clean load makes."""
     lines = advertising_csv.read_bytes().rstrip(b"\n").split(b"\n")
     source = tmp_path / "big.csv"
-    source.write_bytes(b"\n".join([lines[0], *lines[1:] * 20]) + b"\n")  # 20,000 rows
+    source.write_bytes(b"\n".join([lines[0], *lines[1:] * 60]) + b"\n")  # 60,000 rows
     expected = {
         record.key: content_hash(record.data, record.label)
         for record in records_from_csv(read_csv_rows(source), label_field="Clicked on Ad")
@@ -134,7 +134,7 @@ def test_sigkill_during_the_load_then_rerun_converges(
             if process.poll() is not None:
                 pytest.fail("the run ended before its load started")
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.05, 0.5))
+        time.sleep(rng.uniform(0.02, 0.3))  # a clean load of these rows takes about 1 s
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         assert _batches(sessions, "completed") == 0, "the kill came after the load had finished"
@@ -151,7 +151,7 @@ def test_sigkill_during_the_load_then_rerun_converges(
         ).all()
         runs = session.execute(select(PipelineRun.status).order_by(PipelineRun.id)).scalars().all()
     assert stored == expected
-    assert history == [("insert", 20_000)]
+    assert history == [("insert", 60_000)]
     assert [status for status, _ in batches] == ["failed", "failed", "completed"]
     assert all("interrupted" in (error or "") for _, error in batches[:2])
     assert runs == ["failed", "failed", "success"]

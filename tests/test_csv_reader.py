@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,6 @@ from mlfactory.ingest.csv_reader import (
     read_header,
 )
 
-ADVERTISING = (
-    Path(os.environ.get("MLF_DATASETS_DIR", "/work/shared/datasets"))
-    / "advertising"
-    / "advertising.csv"
-)
 HEADER = [
     "Daily Time Spent on Site",
     "Age",
@@ -36,10 +30,8 @@ HEADER = [
 
 
 @pytest.fixture
-def advertising() -> Path:
-    if not ADVERTISING.is_file():
-        pytest.skip(f"{ADVERTISING} not found; set MLF_DATASETS_DIR")
-    return ADVERTISING
+def advertising(advertising_csv: Path) -> Path:
+    return advertising_csv
 
 
 def write(tmp_path: Path, data: bytes) -> Path:

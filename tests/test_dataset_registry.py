@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,12 +13,6 @@ import pytest
 
 from mlfactory.datasets import CATALOG, DataFile, DatasetSpec, DatasetUnavailable, resolve
 from mlfactory.settings import Settings
-
-REAL_FILE = (
-    Path(os.environ.get("MLF_DATASETS_DIR") or "/work/shared/datasets")
-    / "advertising"
-    / "advertising.csv"
-)
 
 
 @dataclass
@@ -67,10 +59,8 @@ def server() -> Iterator[FileServer]:
 
 
 @pytest.fixture
-def content() -> bytes:
-    if not REAL_FILE.is_file():
-        pytest.skip(f"shared data set file missing: {REAL_FILE}")
-    return REAL_FILE.read_bytes()
+def content(advertising_csv: Path) -> bytes:
+    return advertising_csv.read_bytes()
 
 
 def catalog_for(server: FileServer, content: bytes) -> dict[str, DatasetSpec]:
@@ -93,7 +83,7 @@ def test_found_in_datasets_dir_without_touching_the_network(
 ) -> None:
     shared = tmp_path / "shared" / "advertising" / "advertising.csv"
     shared.parent.mkdir(parents=True)
-    shutil.copyfile(REAL_FILE, shared)
+    shared.write_bytes(content)
     settings = settings_for(tmp_path, datasets_dir=tmp_path / "shared")
 
     assert resolve("advertising", settings=settings, catalog=catalog_for(server, content)) == shared
@@ -207,6 +197,11 @@ def test_unknown_file_lists_the_data_set_files(tmp_path: Path) -> None:
         resolve("advertising", "other.csv", settings=settings_for(tmp_path))
 
 
-def test_catalog_sha256_matches_the_shared_file(content: bytes) -> None:
-    expected = CATALOG["advertising"].files[0].sha256
-    assert hashlib.sha256(content).hexdigest() == expected
+@pytest.mark.parametrize(
+    ("dataset", "file"), [(spec.name, f) for spec in CATALOG.values() for f in spec.files]
+)
+def test_catalog_sha256_matches_the_shared_files(
+    datasets_dir: Path, dataset: str, file: DataFile
+) -> None:
+    content = (datasets_dir / dataset / file.name).read_bytes()
+    assert hashlib.sha256(content).hexdigest() == file.sha256

@@ -18,8 +18,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from mlfactory.errors import UserError
+from mlfactory.ingest.state import dataset_status, load_history
 from mlfactory.orchestration import (
     StepEvent,
     all_pipelines,
@@ -41,6 +43,11 @@ app = typer.Typer(
 # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, soft_wrap=True)
+
+data_app = typer.Typer(
+    help="Data sets in the store: state, load history, loads.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,13 +111,13 @@ def run(
             detail = f" {event.duration_s:.2f}s" if event.kind == "succeeded" else ""
             error = f"  {event.error}" if event.error else ""
             progress.console.print(
-                f"  {event.step:<12} {marks[event.kind]}{detail}{error}", highlight=False
+                f"  {event.step:<14} {marks[event.kind]}{detail}{error}", highlight=False
             )
             if event.kind in ("succeeded", "failed", "skipped"):
                 progress.advance(task)
 
         outcome = run_pipeline(pipeline, params, observer=observe)
-    record = get_run(session_factory(get_settings().database_url), outcome.run_id) or {}
+    record = get_run(_sessions(), outcome.run_id) or {}
     if outcome.status != "success":
         errors.print(
             f"[red]Run {outcome.run_id} of {name} failed:[/red] {outcome.error}", highlight=False
@@ -164,7 +171,7 @@ def runs(
     as_json: JsonOption = False,
 ) -> None:
     """Recent runs with their steps; ``--id N`` shows every attempt of one run."""
-    sessions = session_factory(get_settings().database_url)
+    sessions = _sessions()
     fail_interrupted_runs(sessions)
     if run_id is not None:
         record = get_run(sessions, run_id)
@@ -197,7 +204,7 @@ def runs(
 @user_errors
 def status(as_json: JsonOption = False) -> None:
     """The last run of each pipeline with its key metrics."""
-    sessions = session_factory(get_settings().database_url)
+    sessions = _sessions()
     fail_interrupted_runs(sessions)
     rows = latest_runs(sessions)
     if as_json:
@@ -218,6 +225,108 @@ def status(as_json: JsonOption = False) -> None:
             (row["error"] or "")[:80],
         )
     console.print(table)
+
+
+@data_app.command("status")
+@user_errors
+def data_status(
+    dataset: Annotated[str, typer.Argument(help="Data set name.")], as_json: JsonOption = False
+) -> None:
+    """Items, labels and class distribution of a data set, and its last completed load."""
+    state = dataset_status(_sessions(), dataset)
+    if as_json:
+        _print_json(state)
+        return
+    last = state["last_batch"]
+    console.print(
+        f"[bold]{dataset}[/]: {state['items']:,} items, {state['labelled']:,} labelled; "
+        + (
+            f"last load {last['name']} ({last['mode']}, {last['percentage'] or 100:g} %)"
+            if last
+            else "never loaded"
+        )
+    )
+    table = Table("label", "items")
+    for label, count in state["classes"].items():
+        table.add_row(label, f"{count:,}")
+    console.print(table)
+
+
+@data_app.command("history")
+@user_errors
+def data_history(
+    dataset: Annotated[str, typer.Argument(help="Data set name.")], as_json: JsonOption = False
+) -> None:
+    """Every load batch of a data set with its counts and outcome."""
+    batches = load_history(_sessions(), dataset)
+    if as_json:
+        _print_json(batches)
+        return
+    table = Table(
+        "id",
+        "name",
+        "mode",
+        "%",
+        "status",
+        "seen",
+        "inserted",
+        "updated",
+        "unchanged",
+        "rejected",
+        "started",
+    )
+    for batch in batches:
+        table.add_row(
+            str(batch["id"]),
+            batch["name"],
+            batch["mode"],
+            "-" if batch["percentage"] is None else f"{batch['percentage']:g}",
+            _status(batch["status"]),
+            *(
+                f"{batch[f'rows_{n}']:,}"
+                for n in ("seen", "inserted", "updated", "unchanged", "rejected")
+            ),
+            batch["started_at"][:19].replace("T", " "),
+        )
+    console.print(table)
+
+
+@data_app.command("load")
+@user_errors
+def data_load(
+    dataset: Annotated[str, typer.Argument(help="Data set name.")],
+    percentage: Annotated[
+        float | None,
+        typer.Option(min=0, max=100, help="Load the first P % of the source's keys (cumulative)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Load a data set from its source into the store as one audited batch."""
+    from mlfactory.ingest.loader import load_batch
+    from mlfactory.ingest.sources import get_source
+
+    source = get_source(dataset)
+    with console.status(f"Loading {dataset}..."):
+        result = load_batch(
+            _sessions(),
+            dataset,
+            source.read(get_settings(), None),
+            mode="full" if percentage is None else "fraction",
+            percentage=percentage,
+            source=dataset,
+        )
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    console.print(
+        f"Batch {result.batch_id} ({result.name}) of {dataset}: {result.rows_seen:,} seen, "
+        f"{result.rows_inserted:,} inserted, {result.rows_updated:,} updated, "
+        f"{result.rows_unchanged:,} unchanged, {result.rows_rejected:,} rejected"
+    )
+
+
+def _sessions() -> sessionmaker[Session]:
+    return session_factory(get_settings().database_url)
 
 
 def _print_run(record: dict[str, Any]) -> None:
@@ -243,7 +352,7 @@ def _print_run(record: dict[str, Any]) -> None:
 def _print_metrics(metrics: dict[str, float]) -> None:
     if not metrics:
         return
-    table = Table("metric", "value", title="Test metrics")
+    table = Table("metric", "value", title="Metrics")
     for metric, value in metrics.items():
         table.add_row(metric, f"{value:.4f}")
     console.print(table)

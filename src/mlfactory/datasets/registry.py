@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlfactory.errors import UserError
 from mlfactory.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,18 @@ class DatasetSpec:
     files: tuple[DataFile, ...]
 
 
-class DatasetUnavailable(Exception):
+class DatasetUnavailable(UserError):
     """A data set file could be found in none of the places; the message says why for each."""
 
 
 class _DownloadFailed(Exception):
     pass
 
+
+_RAKUTEN = (
+    "https://raw.githubusercontent.com/cactux/stream_rak/"
+    "d689f9972153e633eea2ba8c2e01556c4e1c05b9/data/raw/"
+)
 
 CATALOG: dict[str, DatasetSpec] = {
     "advertising": DatasetSpec(
@@ -53,6 +59,25 @@ CATALOG: dict[str, DatasetSpec] = {
                 "Logistic-Regression-with-Python-Part-2/5026d8ec3bf5e8bc13d93d5584aa466f05da0101/"
                 "advertising.csv",
                 sha256="00f638aa4103ebf52935d3a62a60328100cc02a8111ca2b4769b4b3596f498f9",
+            ),
+        ),
+    ),
+    "rakuten": DatasetSpec(
+        name="rakuten",
+        description=(
+            "Rakuten France product catalogue: designation and description of the first 499 "
+            "products (X) and the full 84,916-row product type label file (Y)."
+        ),
+        files=(
+            DataFile(
+                name="X_train_update_sample499.csv",
+                url=_RAKUTEN + "X_train_update.csv_",
+                sha256="69a38f39842c112b23d7e9cf2d090c19dbc4786298fb2615052c72e5fc53da71",
+            ),
+            DataFile(
+                name="Y_train_CVw08PX.csv",
+                url=_RAKUTEN + "Y_train_CVw08PX.csv",
+                sha256="a1db7eafe0031d85fe2d022452d6647f11177370275f92fe7f1cde6ff1fcb5f8",
             ),
         ),
     ),

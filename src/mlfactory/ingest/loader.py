@@ -1,9 +1,24 @@
 """The loader: source records into ``items`` as one audited ``data_loads`` batch.
 
-A batch is written in one transaction, set-based (one read of the data set's keys and hashes,
-then bulk inserts and updates), so a crash leaves either the whole batch or none of it; the
-batch row itself is committed first and is marked failed by the next load when its process died.
-Unchanged rows write nothing; inserts and updates write ``item_history``.
+The mode of a batch decides which source rows it takes:
+
+- ``full``: all of them.
+- ``fraction``: the first P % of a seeded permutation of all the source's keys (see
+  :mod:`mlfactory.ingest.fractions`), so a larger percentage always contains a smaller one; rows
+  outside it are skipped and not counted.
+- ``watermark``: the rows whose ordering field is newer than the watermark left in the store by
+  the data set's last completed watermark batch; the batch keeps the highest value it saw as
+  the next watermark (in its metadata), in the same transaction as its rows.
+
+Unreadable rows have no key to select them by: every mode rejects them.
+
+A batch is written in one transaction and set-based, with no round trip per row: rows are
+hashed in Python as they stream to the database. On PostgreSQL they are COPied into a temporary
+staging table, then one statement inserts new items, updates changed ones and writes their
+history; on SQLite one read of the data set's keys is followed by executemany inserts and
+updates. A crash leaves the whole batch or none of it; the batch row itself is committed first
+and is marked failed by the next load when its process died. Unchanged rows write nothing;
+inserts and updates write ``item_history``.
 """
 
 from __future__ import annotations
@@ -11,18 +26,87 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, get_args
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from mlfactory.ingest.csv_reader import BadRow, SourceRow
+from mlfactory.ingest.csv_reader import RAW_KEEP_CHARS, BadRow, SourceRow
+from mlfactory.ingest.fractions import check_percentage, select_fraction
 from mlfactory.processes import is_dead, owner
 from mlfactory.store import DataLoad, Item, ItemHistory, Rejection, utcnow
 
 Sessions = sessionmaker[Session]
+Mode = Literal["full", "fraction", "watermark"]
+DEFAULT_SEED = 42
 CHUNK = 500  # rows per IN (...) query when reading back data of changed items
+LOADER_META = frozenset({"fraction_seed", "watermark_field", "watermark"})
+KEY_MAX = Item.__table__.c.key.type.length
+LABEL_MAX = Item.__table__.c.label.type.length
+
+STAGE_TABLE = """
+CREATE TEMPORARY TABLE load_stage (
+    ordinal integer, key text, data jsonb, label text, content_hash text
+) ON COMMIT DROP
+"""
+STAGE_COPY = "COPY load_stage (ordinal, key, data, label, content_hash) FROM STDIN"
+# One statement for the whole batch. Every CTE reads the items as they were before it, so
+# `changed` holds the old data of the items to update, for their history.
+MERGE = text("""
+WITH changed AS (
+    SELECT i.id, i.data AS old_data, i.label AS old_label, s.data, s.label, s.content_hash
+      FROM load_stage s
+      JOIN items i ON i.dataset = :dataset AND i.key = s.key
+     WHERE i.content_hash <> s.content_hash
+),
+updated AS (
+    UPDATE items i
+       SET data = c.data, label = c.label, content_hash = c.content_hash,
+           last_batch_id = :batch_id, updated_at = :now
+      FROM changed c
+     WHERE i.id = c.id
+    RETURNING i.id, c.old_data, c.old_label, c.data, c.label
+),
+inserted AS (
+    INSERT INTO items (dataset, key, data, label, content_hash,
+                       first_batch_id, last_batch_id, created_at, updated_at)
+    SELECT :dataset, s.key, s.data, s.label, s.content_hash, :batch_id, :batch_id, :now, :now
+      FROM load_stage s
+     WHERE NOT EXISTS (SELECT FROM items i WHERE i.dataset = :dataset AND i.key = s.key)
+     ORDER BY s.ordinal
+    RETURNING id, data, label
+),
+history AS (
+    INSERT INTO item_history (item_id, batch_id, operation, before, after, changed_at)
+    SELECT id, :batch_id, 'insert', NULL,
+           jsonb_build_object('data', data, 'label', label), :now
+      FROM inserted
+    UNION ALL
+    SELECT id, :batch_id, 'update',
+           jsonb_build_object('data', old_data, 'label', old_label),
+           jsonb_build_object('data', data, 'label', label), :now
+      FROM updated
+)
+SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated)
+""")
+SQLITE_INSERT = """
+INSERT INTO items (dataset, key, data, label, content_hash,
+                   first_batch_id, last_batch_id, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+SQLITE_INSERT_HISTORY = """
+INSERT INTO item_history (item_id, batch_id, operation, before, after, changed_at)
+SELECT id, ?, 'insert', NULL, json_object('data', json(data), 'label', label), ?
+  FROM items
+ WHERE dataset = ? AND first_batch_id = ?
+ ORDER BY id
+"""
+# json.dumps(data, sort_keys=True, ensure_ascii=False, default=str), without building an
+# encoder per call.
+_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True)
@@ -44,14 +128,133 @@ class LoadResult:
     rows_updated: int
     rows_unchanged: int
     rows_rejected: int
+    percentage: float | None = None
+    watermark: Any = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _Options:
+    """What a batch takes from its source, checked before the batch is opened."""
+
+    mode: Mode
+    percentage: float | None
+    seed: int
+    watermark_field: str | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in get_args(Mode):
+            raise ValueError(f"unknown load mode {self.mode!r}; choose among {get_args(Mode)}")
+        if (self.mode == "fraction") != (self.percentage is not None):
+            raise ValueError("a percentage is required by mode 'fraction' and by no other")
+        if self.percentage is not None:
+            check_percentage(self.percentage)
+        if (self.mode == "watermark") != bool(self.watermark_field):
+            raise ValueError("a watermark_field is required by mode 'watermark' and by no other")
+        reserved = sorted(LOADER_META & self.meta.keys())
+        if reserved:
+            raise ValueError(f"metadata keys {reserved} are written by the loader itself")
+
+    def batch_meta(self) -> dict[str, Any]:
+        """The caller's metadata plus what the loader records about the mode."""
+        if self.mode == "fraction":
+            return {**self.meta, "fraction_seed": self.seed}
+        if self.mode == "watermark":
+            return {**self.meta, "watermark_field": self.watermark_field}
+        return dict(self.meta)
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """A record the batch will merge, with its canonical JSON and content hash."""
+
+    key: str
+    data: dict[str, Any]
+    label: str | None
+    data_json: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    line: int | None
+    key: str | None
+    reason: str
+    raw: str | None
+    raw_bytes: int | None
+
+
+class _Selection:
+    """Which records a batch takes: in mode ``full``, all of them."""
+
+    def admits(self, record: Record) -> bool:
+        """Whether the batch takes ``record``; a ValueError rejects it with its message."""
+        return True
+
+    def outcome(self) -> dict[str, Any]:
+        """What the completed batch adds to its metadata."""
+        return {}
+
+
+class _FractionSelection(_Selection):
+    def __init__(self, keys: Iterable[str], percentage: float, seed: int) -> None:
+        self._chosen = select_fraction(keys, percentage, seed)
+
+    def admits(self, record: Record) -> bool:
+        return record.key in self._chosen
+
+
+class _WatermarkSelection(_Selection):
+    """Takes the records newer than the stored watermark and remembers the highest value."""
+
+    def __init__(self, field: str, watermark: Any) -> None:
+        self._field = field
+        self._floor = None if watermark is None else ordering_value(watermark)
+        self._highest, self._highest_raw = self._floor, watermark
+
+    def admits(self, record: Record) -> bool:
+        raw = record.data.get(self._field)
+        if raw is None or raw == "":
+            raise ValueError(f"no value in watermark field {self._field!r}")
+        try:
+            value = ordering_value(raw)
+            if self._floor is not None and not _later(value, self._floor):
+                return False
+            if self._highest is None or _later(value, self._highest):
+                self._highest, self._highest_raw = value, raw
+        except ValueError as exc:
+            raise ValueError(f"watermark field {self._field!r}: {exc}") from None
+        return True
+
+    def outcome(self) -> dict[str, Any]:
+        return {"watermark": self._highest_raw}
+
+
 def content_hash(data: dict[str, Any], label: str | None) -> str:
-    canonical = json.dumps([data, label], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return _canonical(data, label)[1]
+
+
+def ordering_value(value: Any) -> Decimal | datetime:
+    """A watermark value as something that compares correctly: a number as an exact decimal,
+    an ISO-8601 timestamp as an aware datetime (a naive one is taken as UTC). Comparing the
+    raw strings would put "9" after "10" and misorder timestamps with different offsets."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is neither a number nor an ISO-8601 timestamp")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        pass
+    else:
+        if number.is_finite():
+            return number
+    try:
+        moment = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is neither a number nor an ISO-8601 timestamp") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def records_from_csv(
@@ -73,17 +276,27 @@ def load_batch(
     dataset: str,
     rows: Iterable[Record | BadRow],
     *,
-    mode: str = "full",
+    mode: Mode = "full",
     name: str | None = None,
     source: str | None = None,
     percentage: float | None = None,
+    seed: int = DEFAULT_SEED,
+    watermark_field: str | None = None,
+    meta: dict[str, Any] | None = None,
     run_id: int | None = None,
 ) -> LoadResult:
-    """Upsert ``rows`` into ``dataset`` as one batch; bad rows go to ``rejections``."""
-    batch_id, name = _open_batch(sessions, dataset, mode, name, source, percentage, run_id)
+    """Upsert ``rows`` into ``dataset`` as one batch; bad rows go to ``rejections``.
+
+    ``mode="fraction"`` takes the first ``percentage`` % of the source's keys permuted with
+    ``seed``; ``mode="watermark"`` takes the rows whose ``watermark_field`` is newer than the
+    stored watermark. ``name`` defaults to ``initial`` then ``load_N``; ``meta`` is kept in the
+    batch's metadata.
+    """
+    options = _Options(mode, percentage, seed, watermark_field, dict(meta or {}))
+    batch_id, name = _open_batch(sessions, dataset, options, name, source, run_id)
     try:
         with sessions.begin() as session:
-            result = _write_batch(session, dataset, batch_id, name, rows, run_id)
+            result = _write_batch(session, dataset, batch_id, name, options, rows, run_id)
     except BaseException as exc:
         with sessions.begin() as session:
             batch = session.get_one(DataLoad, batch_id)
@@ -91,6 +304,18 @@ def load_batch(
             batch.error = f"{type(exc).__name__}: {exc}"
         raise
     return result
+
+
+def current_watermark(session: Session, dataset: str) -> Any:
+    """The watermark of the data set's last completed watermark batch, or None: the value an
+    API source asks for rows newer than."""
+    meta = _last_completed(session, dataset, "watermark", DataLoad.meta)
+    return None if meta is None else meta.get("watermark")
+
+
+def completed_percentage(session: Session, dataset: str) -> float | None:
+    """The percentage of the data set's last completed fraction batch, or None."""
+    return _last_completed(session, dataset, "fraction", DataLoad.percentage)
 
 
 def fail_interrupted_loads(session: Session, dataset: str) -> None:
@@ -104,13 +329,21 @@ def fail_interrupted_loads(session: Session, dataset: str) -> None:
             batch.error = f"interrupted: process {batch.pid} on {batch.host} died during the load"
 
 
+def _last_completed(session: Session, dataset: str, mode: Mode, column: Any) -> Any:
+    return session.scalar(
+        select(column)
+        .where(DataLoad.dataset == dataset, DataLoad.mode == mode, DataLoad.status == "completed")
+        .order_by(DataLoad.id.desc())
+        .limit(1)
+    )
+
+
 def _open_batch(
     sessions: Sessions,
     dataset: str,
-    mode: str,
+    options: _Options,
     name: str | None,
     source: str | None,
-    percentage: float | None,
     run_id: int | None,
 ) -> tuple[int, str]:
     host, pid = owner()
@@ -126,13 +359,14 @@ def _open_batch(
         batch = DataLoad(
             dataset=dataset,
             name=name,
-            mode=mode,
-            percentage=percentage,
+            mode=options.mode,
+            percentage=options.percentage,
             source=source,
             status="running",
             run_id=run_id,
             host=host,
             pid=pid,
+            meta=options.batch_meta(),
         )
         session.add(batch)
         session.flush()
@@ -144,77 +378,31 @@ def _write_batch(
     dataset: str,
     batch_id: int,
     name: str,
+    options: _Options,
     rows: Iterable[Record | BadRow],
     run_id: int | None,
 ) -> LoadResult:
-    existing = {
-        key: (item_id, digest)
-        for item_id, key, digest in session.execute(
-            select(Item.id, Item.key, Item.content_hash).where(Item.dataset == dataset)
-        )
-    }
-    seen: dict[str, int | None] = {}
-    inserts: list[dict[str, Any]] = []
-    updates: dict[int, dict[str, Any]] = {}
-    rejections: list[dict[str, Any]] = []
-    unchanged = 0
+    rows, selection = _selection(session, dataset, options, rows)
+    triage = _Triage(selection)
     now = utcnow()
-    for row in rows:
-        if isinstance(row, BadRow):
-            rejections.append(
-                _rejection(
-                    dataset, batch_id, run_id, row.line, None, row.reason, row.raw, row.raw_bytes
-                )
-            )
-            continue
-        if row.key in seen:
-            raw = json.dumps(row.data, ensure_ascii=False)
-            reason = f"duplicate key {row.key!r} (first seen at line {seen[row.key]})"
-            rejections.append(
-                _rejection(
-                    dataset, batch_id, run_id, row.line, row.key, reason, raw, len(raw.encode())
-                )
-            )
-            continue
-        seen[row.key] = row.line
-        digest = content_hash(row.data, row.label)
-        known = existing.get(row.key)
-        values = {
-            "data": row.data,
-            "label": row.label,
-            "content_hash": digest,
-            "last_batch_id": batch_id,
-            "updated_at": now,
-        }
-        if known is None:
-            inserts.append(
-                {
-                    "dataset": dataset,
-                    "key": row.key,
-                    "first_batch_id": batch_id,
-                    "created_at": now,
-                    **values,
-                }
-            )
-        elif known[1] != digest:
-            updates[known[0]] = values
-        else:
-            unchanged += 1
-
-    history = _insert_items(session, inserts, batch_id, now)
-    history += _update_items(session, updates, batch_id, now)
-    if history:
-        session.execute(insert(ItemHistory), history)
-    if rejections:
-        session.execute(insert(Rejection), rejections)
+    merge = _merge_copy if session.get_bind().dialect.name == "postgresql" else _merge_sqlite
+    inserted, updated = merge(session, dataset, batch_id, triage(rows), now)
+    if triage.refused:
+        session.execute(
+            insert(Rejection),
+            [_rejection(dataset, batch_id, run_id, refused, now) for refused in triage.refused],
+        )
+    outcome = selection.outcome()
     result = LoadResult(
         batch_id=batch_id,
         name=name,
-        rows_seen=len(seen) + len(rejections),
-        rows_inserted=len(inserts),
-        rows_updated=len(updates),
-        rows_unchanged=unchanged,
-        rows_rejected=len(rejections),
+        rows_seen=triage.staged + len(triage.refused),
+        rows_inserted=inserted,
+        rows_updated=updated,
+        rows_unchanged=triage.staged - inserted - updated,
+        rows_rejected=len(triage.refused),
+        percentage=options.percentage,
+        watermark=outcome.get("watermark"),
     )
     session.execute(
         update(DataLoad)
@@ -222,40 +410,183 @@ def _write_batch(
         .values(
             status="completed",
             ended_at=utcnow(),
+            meta={**options.batch_meta(), **outcome},
             **{
-                field: getattr(result, field)
-                for field in LoadResult.__dataclass_fields__
-                if field.startswith("rows_")
+                column: value
+                for column, value in asdict(result).items()
+                if column.startswith("rows_")
             },
         )
     )
     return result
 
 
-def _insert_items(
-    session: Session, inserts: list[dict[str, Any]], batch_id: int, now: Any
-) -> list[dict[str, Any]]:
-    if not inserts:
-        return []
-    ids = session.scalars(
-        insert(Item).returning(Item.id, sort_by_parameter_order=True), inserts
-    ).all()
-    return [
-        {
-            "item_id": item_id,
-            "batch_id": batch_id,
-            "operation": "insert",
-            "before": None,
-            "after": _state(row),
-            "changed_at": now,
-        }
-        for item_id, row in zip(ids, inserts, strict=True)
-    ]
+def _selection(
+    session: Session, dataset: str, options: _Options, rows: Iterable[Record | BadRow]
+) -> tuple[Iterable[Record | BadRow], _Selection]:
+    """The selection of the batch's mode, and the rows to pass through it (a fraction needs
+    every key of the source first, so its rows are read before any is selected)."""
+    if options.mode == "fraction":
+        assert options.percentage is not None
+        rows = list(rows)
+        keys = (row.key for row in rows if isinstance(row, Record))
+        return rows, _FractionSelection(keys, options.percentage, options.seed)
+    if options.mode == "watermark":
+        assert options.watermark_field is not None
+        watermark = current_watermark(session, dataset)
+        return rows, _WatermarkSelection(options.watermark_field, watermark)
+    return rows, _Selection()
+
+
+class _Triage:
+    """Splits the rows a batch takes into records to merge, streamed so that hashing overlaps
+    the database's work, and rows to reject, collected with the count of staged records."""
+
+    def __init__(self, selection: _Selection) -> None:
+        self._selection = selection
+        self.refused: list[_Refused] = []
+        self.staged = 0
+
+    def __call__(self, rows: Iterable[Record | BadRow]) -> Iterator[_Staged]:
+        first_line: dict[str, int | None] = {}
+        for row in rows:
+            if isinstance(row, BadRow):
+                self.refused.append(_Refused(row.line, None, row.reason, row.raw, row.raw_bytes))
+                continue
+            try:
+                if not self._selection.admits(row):
+                    continue
+            except ValueError as exc:
+                self.refused.append(_refused(row, str(exc)))
+                continue
+            if row.key in first_line:
+                reason = f"duplicate key {row.key!r} (first seen at line {first_line[row.key]})"
+                self.refused.append(_refused(row, reason))
+                continue
+            first_line[row.key] = row.line
+            data_json, digest = _canonical(row.data, row.label)
+            problem = _unstorable(row, data_json)
+            if problem:
+                self.refused.append(_refused(row, problem))
+                continue
+            self.staged += 1
+            yield _Staged(row.key, row.data, row.label, data_json, digest)
+
+
+def _canonical(data: dict[str, Any], label: str | None) -> tuple[str, str]:
+    """The JSON text of ``data`` with sorted keys, and the content hash of data and label.
+
+    The hash is that of ``json.dumps([data, label], sort_keys=True, ensure_ascii=False,
+    default=str)``, built from the data's text so each row is serialised once: the text is also
+    what the store keeps.
+    """
+    data_json = _JSON.encode(data)
+    digest = hashlib.sha256(f"[{data_json}, {_JSON.encode(label)}]".encode()).hexdigest()
+    return data_json, digest
+
+
+def _unstorable(record: Record, data_json: str) -> str | None:
+    """Why the store cannot keep ``record`` as it is, or None.
+
+    PostgreSQL refuses these where SQLite would not, so they are rejected on every backend
+    rather than failing the whole batch on one of them.
+    """
+    if len(record.key) > KEY_MAX:
+        return f"key is {len(record.key):,} characters, over the store's limit of {KEY_MAX}"
+    if record.label is not None and len(record.label) > LABEL_MAX:
+        return f"label is {len(record.label):,} characters, over the store's limit of {LABEL_MAX}"
+    if "\x00" in record.key or (record.label and "\x00" in record.label):
+        return "NUL character in the key or label"
+    # A NUL is escaped as \u0000 in JSON; a literal backslash before "u0000" is no NUL.
+    if "\\u0000" in data_json and _holds_nul(record.data):
+        return "NUL character in the data"
+    return None
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def _later(value: Decimal | datetime, than: Decimal | datetime) -> bool:
+    if type(value) is not type(than):
+        raise ValueError(f"cannot order {value} against {than}: mixed numbers and timestamps")
+    return value > than  # type: ignore[operator]
+
+
+def _merge_copy(
+    session: Session, dataset: str, batch_id: int, staged: Iterable[_Staged], now: datetime
+) -> tuple[int, int]:
+    """PostgreSQL: COPY the batch into a staging table, then merge it in one statement.
+
+    Returns the numbers of inserted and updated items.
+    """
+    session.execute(text(STAGE_TABLE))
+    driver = session.connection().connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(STAGE_COPY) as copy:
+        for ordinal, row in enumerate(staged):
+            copy.write_row((ordinal, row.key, row.data_json, row.label, row.digest))
+    inserted, updated = session.execute(
+        MERGE, {"dataset": dataset, "batch_id": batch_id, "now": now}
+    ).one()
+    return inserted, updated
+
+
+def _merge_sqlite(
+    session: Session, dataset: str, batch_id: int, staged: Iterable[_Staged], now: datetime
+) -> tuple[int, int]:
+    """SQLite: one read of the data set's keys, executemany inserts of new items with their
+    history in one INSERT ... SELECT, and executemany updates of changed ones.
+
+    New items are written through the driver, with the JSON text the hash was computed on, so
+    each row is serialised once. Returns the numbers of inserted and updated items.
+    """
+    existing = {
+        key: (item_id, digest)
+        for item_id, key, digest in session.execute(
+            select(Item.id, Item.key, Item.content_hash).where(Item.dataset == dataset)
+        )
+    }
+    connection = session.connection()
+    stamp = _db_timestamp(session, now)
+    written = (batch_id, batch_id, stamp, stamp)  # first and last batch, created and updated
+    inserts: list[tuple[Any, ...]] = []
+    updates: dict[int, dict[str, Any]] = {}
+    for row in staged:
+        known = existing.get(row.key)
+        if known is None:
+            inserts.append((dataset, row.key, row.data_json, row.label, row.digest, *written))
+        elif known[1] != row.digest:
+            updates[known[0]] = {
+                "data": row.data,
+                "label": row.label,
+                "content_hash": row.digest,
+                "last_batch_id": batch_id,
+                "updated_at": now,
+            }
+    if inserts:
+        connection.exec_driver_sql(SQLITE_INSERT, inserts)
+        connection.exec_driver_sql(SQLITE_INSERT_HISTORY, (batch_id, stamp, dataset, batch_id))
+    _update_items(session, updates, batch_id, now)
+    return len(inserts), len(updates)
+
+
+def _db_timestamp(session: Session, moment: datetime) -> Any:
+    """``moment`` as the store's timestamp columns write it, for statements run by the driver."""
+    dialect = session.get_bind().dialect
+    process = Item.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return process(moment) if process else moment
 
 
 def _update_items(
-    session: Session, updates: dict[int, dict[str, Any]], batch_id: int, now: Any
-) -> list[dict[str, Any]]:
+    session: Session, updates: dict[int, dict[str, Any]], batch_id: int, now: datetime
+) -> None:
+    """Update changed items, with their old state read back first for their history."""
     history = []
     ids = list(updates)
     for start in range(0, len(ids), CHUNK):
@@ -263,13 +594,14 @@ def _update_items(
         for item_id, data, label in session.execute(
             select(Item.id, Item.data, Item.label).where(Item.id.in_(chunk))
         ):
+            after = updates[item_id]
             history.append(
                 {
                     "item_id": item_id,
                     "batch_id": batch_id,
                     "operation": "update",
                     "before": {"data": data, "label": label},
-                    "after": _state(updates[item_id]),
+                    "after": {"data": after["data"], "label": after["label"]},
                     "changed_at": now,
                 }
             )
@@ -277,32 +609,32 @@ def _update_items(
         session.execute(
             update(Item), [{"id": item_id, **values} for item_id, values in updates.items()]
         )
-    return history
+        session.execute(insert(ItemHistory), history)
 
 
-def _state(values: dict[str, Any]) -> dict[str, Any]:
-    return {"data": values["data"], "label": values["label"]}
+def _refused(record: Record, reason: str) -> _Refused:
+    raw = json.dumps(record.data, ensure_ascii=False, default=str)
+    return _Refused(record.line, record.key, reason, raw[:RAW_KEEP_CHARS], len(raw.encode()))
 
 
 def _rejection(
-    dataset: str,
-    batch_id: int,
-    run_id: int | None,
-    line: int | None,
-    key: str | None,
-    reason: str,
-    raw: str | None,
-    raw_bytes: int | None,
+    dataset: str, batch_id: int, run_id: int | None, refused: _Refused, now: datetime
 ) -> dict[str, Any]:
+    """The rejections row of ``refused``, cut to what the store can keep: a rejected row must
+    not fail its batch."""
     return {
         "dataset": dataset,
         "batch_id": batch_id,
         "run_id": run_id,
         "stage": "load",
-        "line": line,
-        "key": key,
-        "reason": reason,
-        "raw": raw,
-        "raw_bytes": raw_bytes,
-        "created_at": utcnow(),
+        "line": refused.line,
+        "key": None if refused.key is None else _without_nul(refused.key)[:KEY_MAX],
+        "reason": refused.reason,
+        "raw": None if refused.raw is None else _without_nul(refused.raw),
+        "raw_bytes": refused.raw_bytes,
+        "created_at": now,
     }
+
+
+def _without_nul(value: str) -> str:
+    return value.replace("\x00", "\ufffd")

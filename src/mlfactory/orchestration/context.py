@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +36,12 @@ class Context:
             return self.upstream[step]
         except KeyError:
             raise KeyError(f"step {self.step!r} has no output of {step!r}") from None
+
+    def write_json(self, name: str, value: Any) -> Path:
+        """Write ``value`` as an indented JSON artefact of this run and return its path."""
+        path = self.artifact_dir / name
+        path.write_text(json.dumps(value, indent=2, default=str))
+        return path
 
     def update_run(self, **fields: Any) -> None:
         """Add metrics, a summary or links (``mlflow_run_id``, ``model_name``, ``model_version``)

@@ -12,7 +12,6 @@ module must stay cheap, because Airflow imports it every time it parses its DAG 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,7 +54,9 @@ class AdvertisingRow(BaseModel):
 class AdvertisingParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(DATASET, description="A registered data set name or a path to a CSV file.")
+    source: str | None = Field(
+        None, description="A CSV file to load instead of the registered advertising data set."
+    )
     test_size: float = Field(0.3, gt=0, lt=1, description="Share of rows held out for evaluation.")
     seed: int = Field(42, description="Seed of the stratified split.")
     features: list[str] = Field(list(FEATURES), min_length=1, description="Model inputs.")
@@ -78,19 +79,16 @@ def _params(ctx: Context) -> AdvertisingParams:
 
 def load(ctx: Context) -> dict[str, Any]:
     """Read the source CSV into the store as one audited batch; unreadable rows are rejected."""
-    from mlfactory.datasets import resolve
-    from mlfactory.ingest.csv_reader import read_csv_rows
-    from mlfactory.ingest.loader import load_batch, records_from_csv
+    from mlfactory.ingest.loader import load_batch
+    from mlfactory.ingest.sources import read_advertising
 
-    params = _params(ctx)
-    candidate = Path(params.source).expanduser()
-    path = candidate if candidate.is_file() else resolve(params.source, settings=ctx.settings)
-    rows = read_csv_rows(path, max_field_bytes=ctx.settings.max_field_bytes)
+    source = _params(ctx).source
+    path = Path(source).expanduser() if source else None
     result = load_batch(
         ctx.sessions,
         DATASET,
-        records_from_csv(rows, label_field=TARGET),
-        source=str(path),
+        read_advertising(ctx.settings, path),
+        source=str(path) if path else DATASET,
         run_id=ctx.run_id,
     )
     return result.as_dict()
@@ -193,27 +191,29 @@ def train(ctx: Context) -> dict[str, Any]:
 
 def evaluate(ctx: Context) -> dict[str, Any]:
     """Scores on the test split, logged to the training run with a confusion matrix and ROC."""
-    import mlflow
-    import mlflow.sklearn
     import pandas as pd
 
     from mlfactory.training.evaluate import binary_metrics, confusion_matrix_figure, roc_figure
-    from mlfactory.training.tracking import use_tracking
+    from mlfactory.training.registry import load_model
+    from mlfactory.training.tracking import log_to_run, use_tracking
 
     use_tracking(ctx.settings)
     trained = ctx.output_of("train")
-    model = mlflow.sklearn.load_model(trained["model_uri"])
+    model = load_model(trained["model_uri"])
     test = pd.read_parquet(ctx.output_of("split")["test_path"])
     features = test[list(model.feature_names_in_)]
     predicted, scores = model.predict(features), model.predict_proba(features)[:, 1]
     metrics = binary_metrics(test[TARGET], predicted, scores)
-    with mlflow.start_run(run_id=trained["mlflow_run_id"]):
-        mlflow.log_metrics({f"test_{name}": value for name, value in metrics.items()})
-        title = f"{ctx.pipeline} v{trained['model_version']}"
-        mlflow.log_figure(
-            confusion_matrix_figure(test[TARGET], predicted, title), "confusion_matrix.png"
-        )
-        mlflow.log_figure(roc_figure(test[TARGET], scores, title), "roc_curve.png")
+    title = f"{ctx.pipeline} v{trained['model_version']}"
+    log_to_run(
+        ctx.settings,
+        trained["mlflow_run_id"],
+        metrics={f"test_{name}": value for name, value in metrics.items()},
+        figures={
+            "confusion_matrix.png": confusion_matrix_figure(test[TARGET], predicted, title),
+            "roc_curve.png": roc_figure(test[TARGET], scores, title),
+        },
+    )
     ctx.update_run(metrics=metrics)
     return metrics
 
@@ -248,9 +248,7 @@ def promote(ctx: Context) -> dict[str, Any]:
 def summary(ctx: Context) -> dict[str, Any]:
     """Train and test scores, their difference, sample and class counts: an artefact and the run
     record."""
-    import mlflow
-
-    from mlfactory.training.tracking import use_tracking
+    from mlfactory.training.tracking import log_to_run
 
     splits, trained = ctx.output_of("split"), ctx.output_of("train")
     test_accuracy = ctx.output_of("evaluate")["accuracy"]
@@ -266,10 +264,8 @@ def summary(ctx: Context) -> dict[str, Any]:
         "model": {"name": _params(ctx).model_name, "version": trained["model_version"]},
         "alias": ctx.output_of("promote")["alias"],
     }
-    use_tracking(ctx.settings)
-    with mlflow.start_run(run_id=trained["mlflow_run_id"]):
-        mlflow.log_dict(report, "summary.json")
-    (ctx.artifact_dir / "summary.json").write_text(json.dumps(report, indent=2))
+    log_to_run(ctx.settings, trained["mlflow_run_id"], dicts={"summary.json": report})
+    ctx.write_json("summary.json", report)
     ctx.update_run(summary=report)
     return report
 

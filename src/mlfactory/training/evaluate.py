@@ -11,6 +11,7 @@ from sklearn.metrics import (
     ConfusionMatrixDisplay,
     RocCurveDisplay,
     accuracy_score,
+    classification_report,
     f1_score,
     precision_score,
     recall_score,
@@ -48,3 +49,17 @@ def roc_figure(y_true: Sequence[Any], y_score: Sequence[float], title: str) -> F
     axes.set_title(title)
     figure.tight_layout()
     return figure
+
+
+def multiclass_metrics(y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, float]:
+    """Accuracy, and F1 averaged over classes weighted by support and unweighted (macro)."""
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+
+
+def per_class_report(y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, Any]:
+    """Precision, recall, F1 and support of every class (scikit-learn's report as a dict)."""
+    return classification_report(y_true, y_pred, output_dict=True, zero_division=0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlflow
+from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from mlfactory.settings import Settings
@@ -25,3 +28,23 @@ def experiment_id(name: str, settings: Settings) -> str:
     return client.create_experiment(
         name, artifact_location=f"{settings.mlflow_artifacts_uri}/{name}"
     )
+
+
+def log_to_run(
+    settings: Settings,
+    run_id: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    dicts: dict[str, Any] | None = None,
+    figures: dict[str, Figure] | None = None,
+) -> None:
+    """Add metrics, JSON artefacts and figures to an MLflow run by id: steps after training
+    may run in other processes (Airflow workers), so each resumes the run it needs."""
+    use_tracking(settings)
+    with mlflow.start_run(run_id=run_id):
+        if metrics:
+            mlflow.log_metrics(metrics)
+        for path, value in (dicts or {}).items():
+            mlflow.log_dict(value, path)
+        for path, figure in (figures or {}).items():
+            mlflow.log_figure(figure, path)

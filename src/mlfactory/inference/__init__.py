@@ -1,0 +1,1 @@
+"""Inference: the champion model of a registered name, and batch prediction of pending items."""

@@ -1,0 +1,61 @@
+"""What the store holds of a data set: its current state and the history of its loads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from mlfactory.store import DataLoad
+
+
+def dataset_status(sessions: sessionmaker[Session], dataset: str) -> dict[str, Any]:
+    """Row counts, label distribution and the last completed batch, read from the store's views."""
+    with sessions() as session:
+        state = session.execute(
+            text(
+                "SELECT items, labelled, last_batch_id FROM current_data_state WHERE dataset = :d"
+            ),
+            {"d": dataset},
+        ).one_or_none()
+        classes = session.execute(
+            text("SELECT label, items FROM class_distribution WHERE dataset = :d ORDER BY label"),
+            {"d": dataset},
+        ).all()
+        last = session.get(DataLoad, state.last_batch_id) if state and state.last_batch_id else None
+    return {
+        "dataset": dataset,
+        "items": state.items if state else 0,
+        "labelled": state.labelled if state else 0,
+        "classes": {str(label): count for label, count in classes},
+        "last_batch": _batch_dict(last) if last else None,
+    }
+
+
+def load_history(sessions: sessionmaker[Session], dataset: str) -> list[dict[str, Any]]:
+    """Every load batch of the data set, oldest first."""
+    with sessions() as session:
+        batches = session.scalars(
+            select(DataLoad).where(DataLoad.dataset == dataset).order_by(DataLoad.id)
+        ).all()
+    return [_batch_dict(batch) for batch in batches]
+
+
+def _batch_dict(batch: DataLoad) -> dict[str, Any]:
+    return {
+        "id": batch.id,
+        "name": batch.name,
+        "mode": batch.mode,
+        "percentage": batch.percentage,
+        "status": batch.status,
+        "rows_seen": batch.rows_seen,
+        "rows_inserted": batch.rows_inserted,
+        "rows_updated": batch.rows_updated,
+        "rows_unchanged": batch.rows_unchanged,
+        "rows_rejected": batch.rows_rejected,
+        "started_at": batch.started_at.isoformat(),
+        "ended_at": batch.ended_at.isoformat() if batch.ended_at else None,
+        "error": batch.error,
+        "metadata": batch.meta,
+    }
