@@ -131,7 +131,9 @@ def validate_load(ctx: Context) -> dict[str, Any]:
     batch = next(b for b in load_history(ctx.sessions, DATASET) if b["id"] == loaded["batch_id"])
     parts = sum(batch[f"rows_{n}"] for n in ("inserted", "updated", "unchanged", "rejected"))
     # Unreadable source rows have no key: every batch sees and rejects them again.
-    expected = fraction_size(loaded["source_keys"], loaded["percentage"]) + loaded["source_bad_rows"]
+    expected = (
+        fraction_size(loaded["source_keys"], loaded["percentage"]) + loaded["source_bad_rows"]
+    )
     items = dataset_status(ctx.sessions, DATASET)["items"]
     problems = []
     if batch["rows_seen"] != parts:
