@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,25 @@ class Settings(BaseSettings):
         default=1_000_000, gt=0, description="Source fields larger than this are rejected."
     )
     log_level: str = "INFO"
+
+    # The serving API (``mlfactory serve``).
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 key of API tokens; generated once under MLF_HOME when unset, "
+        "required when MLF_ENV=production.",
+    )
+    jwt_lifetime_minutes: int = Field(default=60, gt=0, description="Lifetime of an API token.")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, gt=0, lt=65536)
+    api_workers: int = Field(default=1, gt=0, description="Server processes (one per core).")
+    model_poll_seconds: float = Field(
+        default=10.0, ge=0, description="How often the API checks whether a champion moved."
+    )
+    api_max_body_bytes: int = Field(default=5_000_000, gt=0, description="Largest request body.")
+    api_max_batch: int = Field(default=1000, gt=0, description="Most records in one request.")
+    api_rate_per_minute: int = Field(
+        default=6000, gt=0, description="Requests one user may make per minute."
+    )
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:

@@ -2,7 +2,7 @@
 
 from mlfactory.orchestration.context import Context
 from mlfactory.orchestration.params import InvalidParams, parse_pairs, validate_params
-from mlfactory.orchestration.pipeline import NoParams, Pipeline, Step
+from mlfactory.orchestration.pipeline import NoParams, Pipeline, Serving, Step
 from mlfactory.orchestration.registry import UnknownPipeline, all_pipelines, get_pipeline
 from mlfactory.orchestration.runner import RunOutcome, StepEvent, run_pipeline
 
@@ -12,6 +12,7 @@ __all__ = [
     "NoParams",
     "Pipeline",
     "RunOutcome",
+    "Serving",
     "Step",
     "StepEvent",
     "UnknownPipeline",

@@ -39,6 +39,16 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """How the API serves a pipeline's champion: the registered model it predicts with and,
+    when the model's input is not simply the source fields it was trained on, the function
+    turning records shaped like source rows into that input."""
+
+    model_name: str
+    to_features: Callable[[list[dict[str, Any]]], Any] | None = None
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """A named graph of steps; the same definition runs locally and on Airflow."""
 
@@ -52,6 +62,7 @@ class Pipeline:
     tags: tuple[str, ...] = ()
     on_success: tuple[Hook, ...] = ()
     on_failure: tuple[Hook, ...] = ()
+    serving: Serving | None = None
     _order: tuple[Step, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mlfactory.orchestration import Context, Pipeline, Step
+from mlfactory.orchestration import Context, Pipeline, Serving, Step
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -284,6 +284,7 @@ pipeline = Pipeline(
     retries=1,
     retry_delay=5.0,
     tags=("tabular", "binary-classification"),
+    serving=Serving(model_name=DATASET),
     steps=(
         Step("load", load),
         Step("validate", validate, needs=("load",)),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlfactory.orchestration import Context, Pipeline, Step
+from mlfactory.orchestration import Context, Pipeline, Serving, Step
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -355,6 +355,7 @@ pipeline = Pipeline(
     retries=1,
     retry_delay=5.0,
     tags=("text", "multiclass", "incremental"),
+    serving=Serving(model_name=DATASET, to_features=product_features),
     steps=(
         Step("check_state", check_state),
         Step("load", load, needs=("check_state",)),

@@ -1,0 +1,23 @@
+"""Accounts of the API: users, their roles and their argon2 password hashes."""
+
+from mlfactory.accounts.users import (
+    ROLES,
+    AccountError,
+    add_user,
+    authenticate,
+    disable_user,
+    get_user,
+    has_role,
+    list_users,
+)
+
+__all__ = [
+    "ROLES",
+    "AccountError",
+    "add_user",
+    "authenticate",
+    "disable_user",
+    "get_user",
+    "has_role",
+    "list_users",
+]

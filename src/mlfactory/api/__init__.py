@@ -1,0 +1,1 @@
+"""The serving API: authenticated predictions, browsing, run status and Prometheus metrics."""

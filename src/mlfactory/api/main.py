@@ -1,0 +1,47 @@
+"""The FastAPI application: ``create_app(settings)``; ``app`` for ``uvicorn mlfactory.api.main:app``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from mlfactory.api import problems
+from mlfactory.api.routes import auth, health
+from mlfactory.api.security import signing_key
+from mlfactory.settings import Settings, get_settings
+from mlfactory.store import session_factory
+
+PUBLIC_PATHS = frozenset(
+    {
+        "/health",
+        "/health/ready",
+        "/token",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/openapi.json",
+        "/redoc",
+    }
+)
+"""Routes that need no token; every other route must reject anonymous and wrong-role callers."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="mlfactory",
+        version="0.1.0",
+        description="Predictions from champion models, data and run browsing, operations.",
+    )
+    app.state.settings = settings
+    app.state.signing_key = signing_key(settings)  # fails fast in production without a secret
+    app.state.sessions = session_factory(settings.database_url)
+    problems.install(app)
+    for module in (auth, health):
+        app.include_router(module.router)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``mlfactory.api.main:app`` builds the app from the environment on first access."""
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""One module of routes per concern; ``main.create_app`` includes them all."""

@@ -1,0 +1,42 @@
+"""Login: the OAuth2 password flow issues a bearer token."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel
+
+from mlfactory.accounts import authenticate
+from mlfactory.api.deps import CHALLENGE, SessionsDep, SettingsDep
+from mlfactory.api.security import create_token
+
+router = APIRouter(tags=["auth"])
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+@router.post("/token", response_model=Token)
+def login(
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    sessions: SessionsDep,
+    settings: SettingsDep,
+) -> Token:
+    """Exchange a user name and password for a token (``Authorization: Bearer <token>``)."""
+    account = authenticate(sessions, form.username, form.password)
+    if account is None:
+        raise HTTPException(401, "wrong user name or password", headers=CHALLENGE)
+    token, lifetime = create_token(
+        account.username,
+        account.role,
+        request.app.state.signing_key,
+        timedelta(minutes=settings.jwt_lifetime_minutes),
+    )
+    return Token(access_token=token, expires_in=lifetime)

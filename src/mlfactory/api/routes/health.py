@@ -1,0 +1,39 @@
+"""Liveness and readiness, open to all (load balancers and orchestrators call them)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from mlfactory.api.deps import SessionsDep, SettingsDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/health/ready")
+def ready(sessions: SessionsDep, settings: SettingsDep) -> JSONResponse:
+    """The store and the model registry answer (503 naming what does not)."""
+    from mlflow.tracking import MlflowClient
+
+    checks: dict[str, str] = {}
+    try:
+        with sessions() as session:
+            session.execute(text("SELECT 1"))
+        checks["store"] = "ok"
+    except Exception as exc:  # any failure means not ready; say which
+        checks["store"] = f"unreachable: {type(exc).__name__}"
+    try:
+        uri = settings.mlflow_tracking_uri
+        MlflowClient(uri, uri).search_registered_models(max_results=1)
+        checks["registry"] = "ok"
+    except Exception as exc:
+        checks["registry"] = f"unreachable: {type(exc).__name__}"
+    ok = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, 200 if ok else 503)
