@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from mlfactory.api import problems
-from mlfactory.api.routes import auth, health
+from mlfactory.api.routes import auth, datasets, health, metrics, pipelines, predict, status
 from mlfactory.api.security import signing_key
 from mlfactory.settings import Settings, get_settings
 from mlfactory.store import session_factory
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.signing_key = signing_key(settings)  # fails fast in production without a secret
     app.state.sessions = session_factory(settings.database_url)
     problems.install(app)
-    for module in (auth, health):
+    for module in (auth, health, predict, datasets, pipelines, status, metrics):
         app.include_router(module.router)
     return app
 
