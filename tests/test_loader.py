@@ -185,7 +185,7 @@ def test_a_failing_source_marks_the_batch_failed_and_keeps_stored_items(
 def test_content_hash_is_that_of_the_sorted_json_of_data_and_label() -> None:
     """Hashes already in a store keep matching: the formula must not drift."""
     data = {"b": "é", "a": 1}
-    canonical = json.dumps([data, "x"], sort_keys=True, ensure_ascii=False, default=str)
+    canonical = json.dumps([data, "x"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     assert content_hash(data, "x") == hashlib.sha256(canonical.encode()).hexdigest()
     assert content_hash(data, None) != content_hash(data, "x")
 
