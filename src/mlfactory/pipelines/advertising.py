@@ -19,6 +19,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlfactory.orchestration import Context, Pipeline, Serving, Step
+from mlfactory.pipelines.common import (
+    promote_trained,
+    publish_summary,
+    registered_output,
+    training_run,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,7 +152,6 @@ def train(ctx: Context) -> dict[str, Any]:
     from sklearn.preprocessing import StandardScaler
 
     from mlfactory.training.registry import log_and_register
-    from mlfactory.training.tracking import experiment_id
 
     params = _params(ctx)
     frame = pd.read_parquet(ctx.output_of("split")["train_path"])
@@ -158,11 +163,7 @@ def train(ctx: Context) -> dict[str, Any]:
     )
     model.fit(features, target)
     train_accuracy = float(model.score(features, target))
-    with mlflow.start_run(
-        experiment_id=experiment_id(ctx.pipeline, ctx.settings),
-        run_name=f"{ctx.pipeline}-{ctx.run_id}",
-        tags={"mlfactory.run_id": str(ctx.run_id), "mlfactory.pipeline": ctx.pipeline},
-    ):
+    with training_run(ctx):
         mlflow.log_params(
             {
                 "features": ",".join(params.features),
@@ -176,17 +177,7 @@ def train(ctx: Context) -> dict[str, Any]:
         )
         mlflow.log_metric("train_accuracy", train_accuracy)
         registered = log_and_register(model, features, params.model_name)
-    ctx.update_run(
-        mlflow_run_id=registered.run_id,
-        model_name=registered.name,
-        model_version=registered.version,
-    )
-    return {
-        "mlflow_run_id": registered.run_id,
-        "model_uri": registered.model_uri,
-        "model_version": registered.version,
-        "train_accuracy": train_accuracy,
-    }
+    return registered_output(ctx, registered, train_accuracy=train_accuracy)
 
 
 def evaluate(ctx: Context) -> dict[str, Any]:
@@ -223,33 +214,18 @@ def promote(ctx: Context) -> dict[str, Any]:
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from mlfactory.training.promote import promote as promote_version
-    from mlfactory.training.tracking import use_tracking
-
     test = pd.read_parquet(ctx.output_of("split")["test_path"])
 
     def score_on_test(model: Any) -> float:
         features = test[list(model.feature_names_in_)]
         return float(roc_auc_score(test[TARGET], model.predict_proba(features)[:, 1]))
 
-    trained = ctx.output_of("train")
-    promotion = promote_version(
-        use_tracking(ctx.settings),
-        _params(ctx).model_name,
-        trained["model_version"],
-        metric=PROMOTION_METRIC,
-        score=ctx.output_of("evaluate")[PROMOTION_METRIC],
-        score_model=score_on_test,
-    )
-    ctx.update_run(summary={"promotion": promotion.as_dict()})
-    return promotion.as_dict()
+    return promote_trained(ctx, _params(ctx).model_name, PROMOTION_METRIC, score_on_test)
 
 
 def summary(ctx: Context) -> dict[str, Any]:
     """Train and test scores, their difference, sample and class counts: an artefact and the run
     record."""
-    from mlfactory.training.tracking import log_to_run
-
     splits, trained = ctx.output_of("split"), ctx.output_of("train")
     test_accuracy = ctx.output_of("evaluate")["accuracy"]
     report = {
@@ -264,10 +240,7 @@ def summary(ctx: Context) -> dict[str, Any]:
         "model": {"name": _params(ctx).model_name, "version": trained["model_version"]},
         "alias": ctx.output_of("promote")["alias"],
     }
-    log_to_run(ctx.settings, trained["mlflow_run_id"], dicts={"summary.json": report})
-    ctx.write_json("summary.json", report)
-    ctx.update_run(summary=report)
-    return report
+    return publish_summary(ctx, report)
 
 
 def _class_counts(frame: pd.DataFrame) -> dict[str, int]:

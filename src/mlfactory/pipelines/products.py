@@ -20,6 +20,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlfactory.orchestration import Context, Pipeline, Serving, Step
+from mlfactory.pipelines.common import (
+    promote_trained,
+    publish_summary,
+    registered_output,
+    training_run,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -194,7 +200,6 @@ def train(ctx: Context) -> dict[str, Any]:
     from mlfactory.training.datasets import log_training_data
     from mlfactory.training.registry import CLOUDPICKLE, log_and_register
     from mlfactory.training.text import text_classifier
-    from mlfactory.training.tracking import experiment_id
 
     params = _params(ctx)
     snapshots = ctx.output_of("snapshot")
@@ -203,11 +208,7 @@ def train(ctx: Context) -> dict[str, Any]:
     features = product_features(frame)
     model = text_classifier(TEXT_COLUMNS, c=params.c, seed=params.seed)
     model.fit(features, frame["label"])
-    with mlflow.start_run(
-        experiment_id=experiment_id(ctx.pipeline, ctx.settings),
-        run_name=f"{ctx.pipeline}-{ctx.run_id}",
-        tags={"mlfactory.run_id": str(ctx.run_id), "mlfactory.pipeline": ctx.pipeline},
-    ):
+    with training_run(ctx):
         mlflow.log_params(
             {
                 "C": params.c,
@@ -234,17 +235,7 @@ def train(ctx: Context) -> dict[str, Any]:
         registered = log_and_register(
             model, features, params.model_name, serialization_format=CLOUDPICKLE
         )
-    ctx.update_run(
-        mlflow_run_id=registered.run_id,
-        model_name=registered.name,
-        model_version=registered.version,
-    )
-    return {
-        "mlflow_run_id": registered.run_id,
-        "model_uri": registered.model_uri,
-        "model_version": registered.version,
-        "train_rows": len(frame),
-    }
+    return registered_output(ctx, registered, train_rows=len(frame))
 
 
 def evaluate(ctx: Context) -> dict[str, Any]:
@@ -281,25 +272,13 @@ def promote(ctx: Context) -> dict[str, Any]:
     import pandas as pd
     from sklearn.metrics import f1_score
 
-    from mlfactory.training.promote import promote as promote_version
-    from mlfactory.training.tracking import use_tracking
-
     frame = pd.read_parquet(ctx.output_of("snapshot")["evaluation"]["path"])
     features = product_features(frame)
 
     def weighted_f1(model: Any) -> float:
         return float(f1_score(frame["label"], model.predict(features), average="weighted"))
 
-    promotion = promote_version(
-        use_tracking(ctx.settings),
-        _params(ctx).model_name,
-        ctx.output_of("train")["model_version"],
-        metric=PROMOTION_METRIC,
-        score=ctx.output_of("evaluate")[PROMOTION_METRIC],
-        score_model=weighted_f1,
-    )
-    ctx.update_run(summary={"promotion": promotion.as_dict()})
-    return promotion.as_dict()
+    return promote_trained(ctx, _params(ctx).model_name, PROMOTION_METRIC, weighted_f1)
 
 
 def predict(ctx: Context) -> dict[str, Any]:
@@ -323,8 +302,6 @@ def predict(ctx: Context) -> dict[str, Any]:
 
 def summary(ctx: Context) -> dict[str, Any]:
     """What this run loaded, trained, scored, promoted and predicted."""
-    from mlfactory.training.tracking import log_to_run
-
     snapshots, evaluated = ctx.output_of("snapshot"), ctx.output_of("evaluate")
     trained = ctx.output_of("train")
     report = {
@@ -341,10 +318,7 @@ def summary(ctx: Context) -> dict[str, Any]:
         "alias": ctx.output_of("promote")["alias"],
         "predicted": ctx.output_of("predict")["predicted"],
     }
-    log_to_run(ctx.settings, trained["mlflow_run_id"], dicts={"summary.json": report})
-    ctx.write_json("summary.json", report)
-    ctx.update_run(summary=report)
-    return report
+    return publish_summary(ctx, report)
 
 
 pipeline = Pipeline(
