@@ -11,10 +11,10 @@ export MLF_DATASETS_DIR
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,airflow]'
 	touch $@
 
-install: $(BIN)/.installed  ## create the virtualenv and install mlfactory with its dev tools
+install: $(BIN)/.installed  ## create the virtualenv; install mlfactory, its dev tools and Airflow
 
 run: $(BIN)/.installed  ## set up, then run the advertising pipeline on the embedded default
 	$(BIN)/mlfactory run advertising

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from functools import wraps
 from typing import Annotated, Any, TypeVar
 
@@ -323,6 +324,98 @@ def data_load(
         f"{result.rows_inserted:,} inserted, {result.rows_updated:,} updated, "
         f"{result.rows_unchanged:,} unchanged, {result.rows_rejected:,} rejected"
     )
+
+
+users_app = typer.Typer(help="Accounts of the API: add, list, disable.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+@user_errors
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Option(help="viewer (read), user (read, predict) or admin.")] = (
+        "viewer"
+    ),
+) -> None:
+    """Add a user; the password comes from a hidden prompt, or from stdin when it is piped."""
+    from mlfactory.accounts import add_user
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    account = add_user(_sessions(), name, password, role)
+    console.print(f"Added user [bold]{account.username}[/] with role [bold]{account.role}[/]")
+
+
+@users_app.command("list")
+@user_errors
+def users_list(as_json: JsonOption = False) -> None:
+    """Every user with its role and state."""
+    from mlfactory.accounts import list_users
+
+    rows = [
+        {
+            "username": account.username,
+            "role": account.role,
+            "disabled": account.disabled,
+            "created_at": account.created_at.isoformat(),
+        }
+        for account in list_users(_sessions())
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("user", "role", "state", "created")
+    for row in rows:
+        state = "[red]disabled[/]" if row["disabled"] else "[green]enabled[/]"
+        table.add_row(row["username"], row["role"], state, row["created_at"][:19].replace("T", " "))
+    console.print(table)
+
+
+@users_app.command("disable")
+@user_errors
+def users_disable(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Disable a user: its tokens stop working at once and it can no longer log in."""
+    from mlfactory.accounts import disable_user
+
+    disable_user(_sessions(), name)
+    console.print(f"Disabled user [bold]{name}[/]")
+
+
+class EventLoop(StrEnum):
+    auto = "auto"
+    asyncio = "asyncio"
+    uvloop = "uvloop"
+
+
+@app.command()
+@user_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [MLF_API_HOST].")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port (0: any free one) [MLF_API_PORT].")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Server processes, one per core [MLF_API_WORKERS].")
+    ] = None,
+    loop: Annotated[
+        EventLoop, typer.Option(help="Event loop of the workers; auto is uvloop when installed.")
+    ] = EventLoop.auto,
+) -> None:
+    """Serve the HTTP API (OpenAPI documentation at /docs) until SIGTERM or Ctrl-C."""
+    from mlfactory.api.server import serve as run_server
+
+    settings = get_settings()
+    status = run_server(
+        settings,
+        host or settings.api_host,
+        settings.api_port if port is None else port,
+        workers or settings.api_workers,
+        loop.value,
+    )
+    raise typer.Exit(status)
 
 
 def _sessions() -> sessionmaker[Session]:

@@ -2,7 +2,9 @@
 
 from mlfactory.accounts.users import (
     ROLES,
+    Account,
     AccountError,
+    Role,
     add_user,
     authenticate,
     disable_user,
@@ -13,7 +15,9 @@ from mlfactory.accounts.users import (
 
 __all__ = [
     "ROLES",
+    "Account",
     "AccountError",
+    "Role",
     "add_user",
     "authenticate",
     "disable_user",

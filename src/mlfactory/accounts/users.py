@@ -1,9 +1,15 @@
-"""Users in the store: create, list, disable, and check a password (argon2 through pwdlib)."""
+"""Users in the store: create, list, disable, and check a password (argon2 through pwdlib).
+
+Only the argon2 hash of a password is stored; the password itself is never kept nor logged.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from functools import cache
+from typing import Literal, cast
 
 from pwdlib import PasswordHash
 from sqlalchemy import select
@@ -17,9 +23,10 @@ Role = Literal["viewer", "user", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "user", "admin")
 """Each role can do what the roles before it can: read; read and predict; everything."""
 
+MIN_PASSWORD_CHARS = 8
+USERNAME = re.compile(r"[\w.@-]{1,100}")
+
 _hasher = PasswordHash.recommended()
-# Verifying against this keeps a login for an unknown name as slow as one with a wrong password.
-_DUMMY_HASH = _hasher.hash("mlfactory-timing-equaliser")
 
 
 class AccountError(UserError):
@@ -31,40 +38,46 @@ class Account:
     username: str
     role: Role
     disabled: bool
+    created_at: datetime
 
 
 def has_role(role: str, required: str) -> bool:
-    return ROLES.index(role) >= ROLES.index(required)  # type: ignore[arg-type]
+    """Whether ``role`` may do what ``required`` may (an unknown role may do nothing)."""
+    return role in ROLES and ROLES.index(role) >= ROLES.index(cast(Role, required))
 
 
 def add_user(sessions: sessionmaker[Session], username: str, password: str, role: str) -> Account:
     if role not in ROLES:
         raise AccountError(f"unknown role {role!r}; choose among {', '.join(ROLES)}")
-    if not username.strip() or len(username) > 100:
-        raise AccountError("a user name has 1 to 100 characters")
-    if len(password) < 8:
-        raise AccountError("a password has at least 8 characters")
+    if not USERNAME.fullmatch(username):
+        raise AccountError(
+            f"bad user name {username!r}: 1 to 100 letters, digits, '.', '_', '@' or '-'"
+        )
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise AccountError(f"a password has at least {MIN_PASSWORD_CHARS} characters")
     try:
         with sessions.begin() as session:
-            session.add(User(username=username, password_hash=_hasher.hash(password), role=role))
+            user = User(username=username, password_hash=_hasher.hash(password), role=role)
+            session.add(user)
+            session.flush()
+            return _account(user)
     except IntegrityError:
         raise AccountError(f"user {username!r} exists already") from None
-    return Account(username, role, False)  # type: ignore[arg-type]
 
 
 def list_users(sessions: sessionmaker[Session]) -> list[Account]:
     with sessions() as session:
-        users = session.scalars(select(User).order_by(User.username)).all()
-    return [Account(u.username, u.role, u.disabled) for u in users]  # type: ignore[arg-type]
+        return [_account(user) for user in session.scalars(select(User).order_by(User.username))]
 
 
 def get_user(sessions: sessionmaker[Session], username: str) -> Account | None:
     with sessions() as session:
         user = session.scalar(select(User).where(User.username == username))
-    return None if user is None else Account(user.username, user.role, user.disabled)  # type: ignore[arg-type]
+        return None if user is None else _account(user)
 
 
 def disable_user(sessions: sessionmaker[Session], username: str) -> None:
+    """Disable an account: its tokens stop working at once and it can no longer log in."""
     with sessions.begin() as session:
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
@@ -76,9 +89,18 @@ def authenticate(sessions: sessionmaker[Session], username: str, password: str) 
     """The account when the password is right and the account is enabled, else None."""
     with sessions() as session:
         user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        _hasher.verify(password, _DUMMY_HASH)
+        stored = _dummy_hash() if user is None else user.password_hash
+        account = None if user is None else _account(user)
+    # Verifying even for an unknown name keeps that answer as slow as a wrong password's.
+    if not _hasher.verify(password, stored) or account is None or account.disabled:
         return None
-    if not _hasher.verify(password, user.password_hash) or user.disabled:
-        return None
-    return Account(user.username, user.role, user.disabled)  # type: ignore[arg-type]
+    return account
+
+
+@cache
+def _dummy_hash() -> str:
+    return _hasher.hash("mlfactory-timing-equaliser")
+
+
+def _account(user: User) -> Account:
+    return Account(user.username, cast(Role, user.role), user.disabled, user.created_at)

@@ -1,10 +1,16 @@
-"""The FastAPI application: ``create_app(settings)``; ``app`` for ``uvicorn mlfactory.api.main:app``."""
+"""The FastAPI application: ``create_app(settings)``; ``app`` for ``uvicorn mlfactory.api.main:app``.
+
+``mlfactory serve`` (see ``server.py``) runs ``create_app`` as a factory in each server process,
+with the settings of the environment.
+"""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from mlfactory.api import problems
+from mlfactory.api.guards import BodySizeLimit, RateLimit
+from mlfactory.api.metrics import RequestMetrics
 from mlfactory.api.routes import auth, datasets, health, metrics, pipelines, predict, status
 from mlfactory.api.security import signing_key
 from mlfactory.settings import Settings, get_settings
@@ -34,6 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.signing_key = signing_key(settings)  # fails fast in production without a secret
     app.state.sessions = session_factory(settings.database_url)
+    app.state.rate_limit = RateLimit(settings.api_rate_per_minute)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(RequestMetrics)  # added last, so outermost: 413s and 429s are counted
     problems.install(app)
     for module in (auth, health, predict, datasets, pipelines, status, metrics):
         app.include_router(module.router)

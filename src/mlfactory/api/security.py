@@ -2,22 +2,30 @@
 
 The signing key comes from ``MLF_JWT_SECRET``. On a laptop, when it is unset, a random key is
 generated once and kept in ``MLF_HOME/jwt_secret`` (mode 0600) so tokens survive restarts; with
-``MLF_ENV=production`` the API refuses to start without the variable.
+``MLF_ENV=production`` the API refuses to start without the variable. The key is never logged.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
 
+from mlfactory.errors import UserError
 from mlfactory.settings import Settings
 
 ALGORITHM = "HS256"
+MIN_KEY_CHARS = 32
+"""RFC 7518 wants an HS256 key of at least 256 bits; shorter ones are refused."""
+
+
+class ConfigurationError(UserError):
+    """The API cannot start as configured; the message says what to set."""
 
 
 class InvalidToken(Exception):
@@ -33,20 +41,37 @@ class TokenClaims:
 
 def signing_key(settings: Settings) -> str:
     if settings.jwt_secret is not None:
-        return settings.jwt_secret.get_secret_value()
-    if settings.env == "production":
-        raise RuntimeError("MLF_JWT_SECRET must be set when MLF_ENV=production")
-    return _local_key(settings.home / "jwt_secret")
+        key, origin = settings.jwt_secret.get_secret_value(), "MLF_JWT_SECRET"
+    elif settings.env == "production":
+        raise ConfigurationError("MLF_JWT_SECRET must be set when MLF_ENV=production")
+    else:
+        path = settings.home / "jwt_secret"
+        key, origin = _local_key(path), str(path)
+    if len(key) < MIN_KEY_CHARS:
+        raise ConfigurationError(
+            f"the JWT key in {origin} is shorter than {MIN_KEY_CHARS} characters; "
+            "make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    return key
 
 
 def _local_key(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secrets.token_urlsafe(48))
+    """The key kept at ``path``, generated first if there is none.
+
+    It is written to a private temporary file (mkstemp: mode 0600) that is then hard-linked into
+    place, so processes starting together agree on one key and never read a half-written file.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".jwt_secret.")
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process was first: use its key
+        finally:
+            os.unlink(temporary)
     return path.read_text().strip()
 
 

@@ -39,6 +39,31 @@ def latest_runs(sessions: sessionmaker[Session]) -> list[dict[str, Any]]:
         return [_run_dict(run, _attempts(session, run.id)) for run in runs]
 
 
+def page_runs(
+    sessions: sessionmaker[Session],
+    pipeline: str,
+    *,
+    limit: int = 20,
+    offset: int = 0,
+    status: str | None = None,
+) -> tuple[int, list[dict[str, Any]]]:
+    """One page of a pipeline's runs, newest first (optionally only those in ``status``), and
+    how many runs there are in all."""
+    where = [PipelineRun.pipeline == pipeline]
+    if status is not None:
+        where.append(PipelineRun.status == status)
+    with sessions() as session:
+        total = session.scalar(select(func.count()).select_from(PipelineRun).where(*where)) or 0
+        runs = session.scalars(
+            select(PipelineRun)
+            .where(*where)
+            .order_by(PipelineRun.id.desc())
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        return total, [_run_dict(run, _attempts(session, run.id)) for run in runs]
+
+
 def _attempts(session: Session, run_id: int) -> list[TaskRun]:
     return list(
         session.scalars(select(TaskRun).where(TaskRun.run_id == run_id).order_by(TaskRun.id))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlfactory.processes import is_dead, owner
@@ -24,7 +25,9 @@ def start_run(
     engine: str,
     external_id: str | None = None,
 ) -> int:
-    host, pid = owner()
+    # Only a local run lives and dies with this process; an Airflow run outlives the worker
+    # process that happened to start it, so it records no owner to be judged by.
+    host, pid = owner() if engine == "local" else (None, None)
     with sessions.begin() as session:
         run = PipelineRun(
             pipeline=pipeline,
@@ -38,6 +41,27 @@ def start_run(
         session.add(run)
         session.flush()
         return run.id
+
+
+def find_run(sessions: Sessions, external_id: str) -> int | None:
+    """The run an engine knows as ``external_id`` (e.g. an Airflow DAG run), if recorded."""
+    with sessions() as session:
+        return session.scalar(select(PipelineRun.id).where(PipelineRun.external_id == external_id))
+
+
+def start_or_get_run(
+    sessions: Sessions, pipeline: str, params: dict[str, Any], engine: str, external_id: str
+) -> int:
+    """The run record of ``external_id``, created by whichever task gets there first."""
+    found = find_run(sessions, external_id)
+    if found is not None:
+        return found
+    try:
+        return start_run(sessions, pipeline, params, engine, external_id)
+    except IntegrityError:  # another task of the same run created it meanwhile
+        found = find_run(sessions, external_id)
+        assert found is not None
+        return found
 
 
 def finish_run(sessions: Sessions, run_id: int, status: str, error: str | None = None) -> None:

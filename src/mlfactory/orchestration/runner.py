@@ -76,11 +76,14 @@ def run_pipeline(
     *,
     settings: Settings | None = None,
     observer: Callable[[StepEvent], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> RunOutcome:
     """Run every step once in order (each retried as configured) and record every attempt.
 
     Parameters are validated before anything is recorded; a failed step marks the steps that
     need it ``upstream_failed`` while independent steps still run. Hooks never fail the run.
+    ``on_start`` hears the run id as soon as the run record exists (an API answering before
+    the run ends needs it).
     """
     settings = settings or get_settings()
     settings.ensure_dirs()
@@ -90,6 +93,8 @@ def run_pipeline(
     sessions = session_factory(settings.database_url)
     records.fail_interrupted_runs(sessions)
     run_id = records.start_run(sessions, pipeline.name, typed.model_dump(mode="json"), "local")
+    if on_start is not None:
+        on_start(run_id)
     outcome = RunOutcome(run_id=run_id, pipeline=pipeline.name)
     notify = observer or (lambda _event: None)
     started = time.perf_counter()

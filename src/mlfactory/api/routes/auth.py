@@ -30,6 +30,9 @@ def login(
     settings: SettingsDep,
 ) -> Token:
     """Exchange a user name and password for a token (``Authorization: Bearer <token>``)."""
+    # Attempts count against the name's rate limit: it bounds password guessing and the
+    # argon2 work a caller can make the server do.
+    request.app.state.rate_limit.hit(form.username)
     account = authenticate(sessions, form.username, form.password)
     if account is None:
         raise HTTPException(401, "wrong user name or password", headers=CHALLENGE)

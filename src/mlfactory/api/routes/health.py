@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -12,9 +14,9 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health")
-def health() -> dict[str, str]:
-    """The process answers."""
-    return {"status": "ok"}
+async def health() -> dict[str, str | int]:
+    """The process answers; ``pid`` tells which server process did."""
+    return {"status": "ok", "pid": os.getpid()}
 
 
 @router.get("/health/ready")

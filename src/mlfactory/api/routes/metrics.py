@@ -1,7 +1,27 @@
-"""Routes: operations (being built)."""
+"""Operations: the metrics Prometheus scrapes."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from prometheus_client import generate_latest
+
+from mlfactory.api.catalog import CatalogDep
+from mlfactory.api.deps import SessionsDep, Viewer
+from mlfactory.api.metrics import CONTENT_TYPE, ScrapeCollector, process_metrics
+from mlfactory.api.registry import RegistryDep
 
 router = APIRouter(tags=["operations"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+)
+def metrics(
+    _: Viewer, sessions: SessionsDep, catalog: CatalogDep, registry: RegistryDep
+) -> Response:
+    """Prometheus text format: requests and latency per route, predictions, model loads, run
+    outcomes and champion versions per pipeline."""
+    scraped = generate_latest(ScrapeCollector(sessions, catalog.all(), registry))
+    return Response(process_metrics() + scraped, media_type=CONTENT_TYPE)
