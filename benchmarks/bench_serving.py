@@ -35,11 +35,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from bench_ingest import DEFAULT_POSTGRES
+from bench_ingest import store as empty_store
 from harness import datasets_dir
 
 FEATURES = ["Daily Time Spent on Site", "Age", "Area Income", "Daily Internet Usage", "Male"]
@@ -101,7 +104,12 @@ def main() -> None:
     parser.add_argument("--servers", nargs="+", default=SERVERS, choices=SERVERS)
     parser.add_argument("--workers", type=int, default=1, help="Processes of mlfactory serve.")
     parser.add_argument(
-        "--database-url", help="The store of the mlfactory server (default: SQLite in its home)."
+        "--store", choices=["sqlite", "postgresql"], default="sqlite", help="mlfactory's store."
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=DEFAULT_POSTGRES,
+        help="A PostgreSQL server where a throwaway database is made for --store postgresql.",
     )
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-uri", help=argparse.SUPPRESS)
@@ -113,13 +121,17 @@ def main() -> None:
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install wrk)")
     results: list[Result] = []
-    in_process: dict[str, dict[str, float]] = {}
+    in_process: dict[str, dict[str, dict[int, float]]] = {}
     keep_alive: dict[tuple[str, str], float] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as root:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-serving-") as root,
+        contextlib.ExitStack() as stack,
+    ):
         rows = read_rows()
         for model in args.models:
             home = Path(root) / model
-            env = prepare(home, model, args.database_url)
+            database = stack.enter_context(empty_store(args.store, args.postgres_url))
+            env = prepare(home, model, database)
             in_process[model] = measure_in_process(home, rows)
             servers = {
                 "mlflow": mlflow_server(env),
@@ -142,7 +154,7 @@ def read_rows() -> list[dict[str, Any]]:
     return frame[FEATURES].astype("float64").to_dict(orient="records")
 
 
-def prepare(home: Path, model: str, database_url: str | None) -> dict[str, str]:
+def prepare(home: Path, model: str, database_url: str) -> dict[str, str]:
     """Train and register the model as champion of "advertising" in ``home``, add a user; the
     environment of the servers."""
     import mlflow
@@ -158,7 +170,7 @@ def prepare(home: Path, model: str, database_url: str | None) -> dict[str, str]:
     from mlfactory.training.registry import CLOUDPICKLE, SKOPS, log_and_register
     from mlfactory.training.tracking import experiment_id, use_tracking
 
-    settings = Settings(home=home, **({"database_url": database_url} if database_url else {}))
+    settings = Settings(home=home, database_url=database_url)
     settings.ensure_dirs()
     frame = pd.read_csv(datasets_dir() / "advertising" / "advertising.csv")
     features, target = frame[FEATURES].astype("float64"), frame["Clicked on Ad"]
@@ -354,10 +366,10 @@ def stored_predictions(env: dict[str, str]) -> int:
         return session.scalar(select(func.count()).select_from(Prediction)) or 0
 
 
-def measure_in_process(home: Path, rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Rows/s of 1000-row batches in this process: the model alone on a ready frame
-    (``predict``; ``predict_proba``), the bare route's work (frame from records, both calls),
-    and mlfactory's (records checked, array built, ``predict_proba``)."""
+def measure_in_process(home: Path, rows: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
+    """Median seconds of one call in this process, for 1 and 1000 rows: the model alone on a
+    ready frame (``predict``; ``predict_proba``), the bare route's work (a frame from the
+    records, both calls) and mlfactory's (records checked, an array built, ``predict_proba``)."""
     import pandas as pd
 
     from mlfactory.inference.champion import champion_version, registry_client
@@ -365,25 +377,28 @@ def measure_in_process(home: Path, rows: list[dict[str, Any]]) -> dict[str, floa
     from mlfactory.inference.serving import predict_records
     from mlfactory.settings import Settings
 
-    settings = Settings(home=home)
-    version, run_id = champion_version(registry_client(settings), "advertising")
+    version, run_id = champion_version(registry_client(Settings(home=home)), "advertising")
     served = load_version("advertising", version, run_id)
-    records = rows[:1000]
-    frame = pd.DataFrame(records)[FEATURES]
     model = served.model
 
-    def bare() -> None:
+    def bare(records: list[dict[str, Any]]) -> None:
         data = pd.DataFrame(records)[FEATURES]
         model.predict(data)
         model.predict_proba(data)
 
     work = {
-        "predict": lambda: model.predict(frame),
-        "predict_proba": lambda: model.predict_proba(frame),
-        "bare route work": bare,
-        "mlfactory predict_records": lambda: predict_records(served, records),
+        "predict": lambda records, frame: model.predict(frame),
+        "predict_proba": lambda records, frame: model.predict_proba(frame),
+        "bare route work": lambda records, frame: bare(records),
+        "mlfactory predict_records": lambda records, frame: predict_records(served, records),
     }
-    return {name: 1000 / best_time(fn) for name, fn in work.items()}
+    figures: dict[str, dict[int, float]] = {}
+    for name, fn in work.items():
+        for size in (1, 1000):
+            records = rows[:size]
+            frame = pd.DataFrame(records)[FEATURES]
+            figures.setdefault(name, {})[size] = best_time(partial(fn, records, frame))
+    return figures
 
 
 def best_time(fn: Any, seconds: float = 2.0) -> float:
@@ -408,15 +423,18 @@ def line(result: Result) -> str:
 
 def report(
     results: list[Result],
-    in_process: dict[str, dict[str, float]],
+    in_process: dict[str, dict[str, dict[int, float]]],
     keep_alive: dict[tuple[str, str], float],
 ) -> None:
     """The in-process figures, then a verdict per goal whose measurements were made."""
     found = {(r.model, r.server, r.records, r.concurrency): r for r in results}
-    print("\nIn process, 1000-row batches:")
+    print("\nIn process, one call:")
     for model, figures in in_process.items():
-        for name, rows_per_s in figures.items():
-            print(f"  {model:<9} {name:<26} {rows_per_s:12.0f} rows/s")
+        for name, seconds in figures.items():
+            print(
+                f"  {model:<9} {name:<26} 1 row {seconds[1] * 1e6:8.0f} us   "
+                f"1000 rows {seconds[1000] * 1e3:7.2f} ms = {1000 / seconds[1000]:9.0f} rows/s"
+            )
     print("\nGoals:")
 
     def verdict(name: str, value: float, goal: float, unit: str = "x", most: bool = False) -> None:
@@ -437,7 +455,7 @@ def report(
     for model, figures in in_process.items():
         served = [found[k].rows_per_s for k in found if k[:3] == (model, "mlfactory", 1000)]
         if served:
-            ratio = max(served) / figures["predict"]
+            ratio = max(served) / (1000 / figures["predict"][1000])
             verdict(f"{model}: 1000-record rows/s / in-process predict", ratio, 0.7)
     one, many = (found.get(("forest", "mlfactory", 1, c)) for c in (1, 16))
     if one and many:

@@ -29,6 +29,7 @@ import mlflow
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -213,6 +214,23 @@ def test_ids_follow_the_records_across_requests(
         by_id = {row.id: row.label for row in stored(api_settings)}
         assert [by_id[i] for i in ids[-50:]] == labels
     assert len(set(ids)) == 150
+
+
+@sqlite_only
+def test_predictions_and_model_loads_are_counted(client: TestClient, datasets_dir: Path) -> None:
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    labels = {"pipeline": "advertising", "model": "advertising", "version": "1"}
+    before = {label: count("mlfactory_predictions_total", **labels, label=label) for label in "01"}
+    records = advertising_records(datasets_dir, 20)
+    answer = client.post(PREDICT, json={"records": records}, headers=auth(client, "alice")).json()
+    for label in "01":
+        given = sum(p["label"] == label for p in answer["predictions"])
+        after = count("mlfactory_predictions_total", **labels, label=label)
+        assert after - before[label] == given
+    loads = count("mlfactory_model_load_seconds_count", pipeline="advertising", model="advertising")
+    assert loads >= 1
 
 
 @sqlite_only

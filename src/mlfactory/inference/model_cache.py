@@ -32,8 +32,8 @@ from mlfactory.settings import Settings
 logger = logging.getLogger(__name__)
 
 # When the array fast path is taken (see ``_takes_array``), the columns are exactly the ones the
-# model was fitted with, in order; scikit-learn would otherwise warn on every call that the array
-# carries no column names.
+# model was fitted with, in order; scikit-learn would otherwise put a warning that the array has
+# no column names in the server's log, which reads like a bug.
 warnings.filterwarnings(
     "ignore", message="X does not have valid feature names", category=UserWarning
 )

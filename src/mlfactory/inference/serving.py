@@ -5,8 +5,8 @@ against its signature -> labels and class probabilities -> rows of ``predictions
 the requests waiting for one: a model answers 16 queued one-record requests in one call for
 little more than the price of one. Models are CPU-bound: a server giving every request its own
 thread (FastAPI's sync routes share a pool of 40) gets slower as clients are added, the threads
-fighting over the GIL and the cores (a 100-tree forest: from ~97 to ~59 requests/s, 1 to 16
-clients), where a queue in front of one predicting thread keeps or raises the throughput.
+fighting over the GIL and the cores, where a queue in front of one predicting thread keeps the
+throughput of one client or raises it (figures in benchmarks/README.md, "Serving").
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def store_predictions(
     sessions: sessionmaker[Session], dataset: str, served: ServedModel, answers: Sequence[Answer]
 ) -> list[int]:
     """Store one ``predictions`` row per answer (no item: they answer a request) in one
-    statement; their ids, in order. Model name and version lead to the MLflow run, its training
-    snapshot and the load batches behind it."""
+    transaction, with one multi-row INSERT on SQLite, one COPY on PostgreSQL; their ids, in
+    order. Model name and version lead to the MLflow run, its training snapshot and the load
+    batches behind it."""
     now = utcnow()
     with sessions() as session:
         if session.get_bind().dialect.name == "postgresql":
