@@ -449,18 +449,18 @@ def served(registry: Path) -> Any:
     return load_version("advertising", version, run_id)
 
 
-def queue_behind_a_busy_thread(
-    served: Any, gate: Gate, jobs: list[list[dict[str, Any]]]
-) -> list[Any]:
-    """Answers (or exceptions) of ``jobs`` sent at once while the one predicting thread is busy
-    with a first request."""
-    service = PredictionService(ModelCache(lambda n: ("1", ""), lambda *a: served, poll_seconds=1))
-    gated = replace(served, model=gate)
+def queue_behind_a_busy_thread(jobs: list[tuple[Any, list[dict[str, Any]]]]) -> list[Any]:
+    """Answers (or exceptions) of ``jobs`` (a gated model version and its records) sent at once
+    while the one predicting thread is busy with the first of them."""
+    first_model = jobs[0][0]
+    cache = ModelCache(lambda n: ("1", ""), lambda *a: first_model, poll_seconds=1)
+    service = PredictionService(cache)
+    gate: Gate = first_model.model
 
     async def send() -> list[Any]:
-        first = asyncio.ensure_future(service.predict(gated, jobs[0], None))
+        first = asyncio.ensure_future(service.predict(*jobs[0], None))
         await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 10)
-        rest = [asyncio.ensure_future(service.predict(gated, job, None)) for job in jobs[1:]]
+        rest = [asyncio.ensure_future(service.predict(m, job, None)) for m, job in jobs[1:]]
         await asyncio.sleep(0.05)
         gate.opened.set()
         return await asyncio.gather(first, *rest, return_exceptions=True)
@@ -469,6 +469,12 @@ def queue_behind_a_busy_thread(
         return asyncio.run(send())
     finally:
         service.close()
+
+
+def gated(served: Any, refuse_age: float | None = None) -> Any:
+    return replace(
+        served, model=Gate(served.model, threading.Event(), threading.Event(), [], refuse_age)
+    )
 
 
 def same_answers(got: list[Any], expected: list[Any]) -> bool:
@@ -483,21 +489,41 @@ def test_waiting_requests_share_one_model_call(served: Any, datasets_dir: Path) 
     sizes = [1, 1, 3, 1, 2, 1, 1, 5]
     jobs = [advertising_records(datasets_dir, size, start=10 * i) for i, size in enumerate(sizes)]
     jobs.insert(4, [{"Age": "x"}])
-    gate = Gate(served.model, threading.Event(), threading.Event(), [])
-    results = queue_behind_a_busy_thread(served, gate, jobs)
-    assert gate.calls == [1, 14]  # the first alone, then every valid waiting row in one call
+    model = gated(served)
+    results = queue_behind_a_busy_thread([(model, job) for job in jobs])
+    assert model.model.calls == [1, 14]  # the first alone, then every valid waiting row at once
     assert isinstance(results[4], InvalidRecords)
     for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
         if index != 4:
             assert same_answers(result, predict_records(served, job))
 
 
+def test_each_version_answers_its_own_requests(
+    served: Any, registry: Path, datasets_dir: Path
+) -> None:
+    """Requests that started on version 1 are not answered by version 2, queued with them."""
+    settings = Settings(mlflow_tracking_uri=f"sqlite:///{registry}")
+    registry_client(settings)
+    other = load_version("advertising", "2", "")
+    one, two = gated(served), gated(other)
+    two.model.opened.set()
+    jobs = [advertising_records(datasets_dir, 2, start=10 * i) for i in range(5)]
+    results = queue_behind_a_busy_thread(
+        [(one, jobs[0]), (two, jobs[1]), (one, jobs[2]), (two, jobs[3]), (one, jobs[4])]
+    )
+    assert (one.model.calls, two.model.calls) == ([2, 4], [4])
+    for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        version = other if index % 2 else served
+        assert same_answers(result, predict_records(version, job))
+    assert not same_answers(results[1], predict_records(served, jobs[1]))
+
+
 def test_a_failing_batch_fails_only_the_request_at_fault(served: Any, datasets_dir: Path) -> None:
     jobs = [advertising_records(datasets_dir, 2, start=10 * i) for i in range(4)]
     jobs[2][1]["Age"] = 99.0
-    gate = Gate(served.model, threading.Event(), threading.Event(), [], refuse_age=99.0)
-    results = queue_behind_a_busy_thread(served, gate, jobs)
-    assert gate.calls == [2, 6, 2, 2, 2]  # the batch failed: each job again on its own
+    model = gated(served, refuse_age=99.0)
+    results = queue_behind_a_busy_thread([(model, job) for job in jobs])
+    assert model.model.calls == [2, 6, 2, 2, 2]  # the batch failed: each job again on its own
     assert isinstance(results[2], ModelRefused)
     assert "a row this model refuses" in str(results[2])
     for index in (0, 1, 3):
@@ -562,6 +588,21 @@ class Answered:
     status: int
     version: str | None
     ids: tuple[int, ...]
+    clicks: tuple[float, ...] = ()  # probability of class "1" for each record sent
+
+
+def answered(number: int, sent: float, response: httpx.Response) -> Answered:
+    body = response.json() if response.status_code == 200 else {}
+    predictions = body.get("predictions", ())
+    return Answered(
+        number,
+        sent,
+        time.monotonic(),
+        response.status_code,
+        body.get("model_version"),
+        tuple(p["id"] for p in predictions),
+        tuple(p["probabilities"]["1"] for p in predictions),
+    )
 
 
 def load(
@@ -582,17 +623,7 @@ def load(
                 except httpx.TransportError:
                     answers.append(Answered(number, sent, time.monotonic(), 0, None, ()))
                     return
-                body = response.json() if response.status_code == 200 else {}
-                answers.append(
-                    Answered(
-                        number,
-                        sent,
-                        time.monotonic(),
-                        response.status_code,
-                        body.get("model_version"),
-                        tuple(p["id"] for p in body.get("predictions", ())),
-                    )
-                )
+                answers.append(answered(number, sent, response))
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
     for thread in threads:
@@ -601,9 +632,12 @@ def load(
         thread.join(60)
 
 
-def check_swap(answers: list[Answered], settings: Settings, moved_at: float) -> None:
+def check_swap(
+    answers: list[Answered], settings: Settings, moved_at: float, records: list[dict[str, Any]]
+) -> None:
     """Zero failures; both versions answered; each client switched once, for good; every request
-    sent after the first answer of version 2 was answered by it; each answer stored."""
+    sent after the first answer of version 2 was answered by it, and every answer is the one of
+    the version it names; each answer stored."""
     assert answers, "no request was answered"
     assert [a for a in answers if a.status != 200] == []
     assert {a.version for a in answers} == {"1", "2"}
@@ -613,6 +647,12 @@ def check_swap(answers: list[Answered], settings: Settings, moved_at: float) -> 
     first_new = min(a.received for a in answers if a.version == "2")
     assert first_new > moved_at
     assert {a.version for a in answers if a.sent > first_new} == {"2"}
+    frame = pd.DataFrame(records)[FEATURES]
+    clicks = {
+        v: registry_model(settings, "advertising", v).predict_proba(frame)[:, 1] for v in "12"
+    }
+    for a in answers:
+        assert a.clicks == pytest.approx(clicks[a.version or ""][: len(a.clicks)], abs=1e-12)
     rows = {row.id: row.model_version for row in stored(settings)}
     assert len(rows) == sum(len(a.ids) for a in answers)
     assert all(rows[i] == a.version for a in answers for i in a.ids)
@@ -623,9 +663,8 @@ def under_load(server: str, records: list[dict[str, Any]]) -> Iterator[list[Answ
     """A first request (its answer counts), then eight clients sending until the block ends; the
     block starts once they have 40 answers."""
     with httpx.Client(base_url=server, timeout=30) as http:
-        warm = http.post(PREDICT, json={"records": records}, headers=auth(http, "alice")).json()
-    ids = tuple(p["id"] for p in warm["predictions"])
-    answers = [Answered(-1, 0.0, 0.0, 200, warm["model_version"], ids)]
+        warm = http.post(PREDICT, json={"records": records}, headers=auth(http, "alice"))
+    answers = [answered(-1, 0.0, warm)]
     stop = threading.Event()
     loader = threading.Thread(target=load, args=(server, records, stop, answers))
     loader.start()
@@ -648,13 +687,14 @@ def test_champion_swap_under_load_fails_no_request(
     server: str, api_settings: Settings, datasets_dir: Path
 ) -> None:
     """The alias moves while eight clients send predictions; the periodic check swaps it in."""
-    with under_load(server, advertising_records(datasets_dir, 3)) as answers:
+    records = advertising_records(datasets_dir, 3)
+    with under_load(server, records) as answers:
         moved_at = time.monotonic()
         move_champion(api_settings, "2")
         wait_until(lambda: any(a.version == "2" for a in answers))
         seen = len(answers)
         wait_until(lambda: len(answers) > seen + 100)
-    check_swap(answers, api_settings, moved_at)
+    check_swap(answers, api_settings, moved_at, records)
 
 
 @sqlite_only
@@ -663,7 +703,8 @@ def test_reload_under_load_fails_no_request(
     server: str, api_settings: Settings, datasets_dir: Path
 ) -> None:
     """The same with no periodic check in sight: an admin's reload swaps the version."""
-    with under_load(server, advertising_records(datasets_dir, 3)) as answers:
+    records = advertising_records(datasets_dir, 3)
+    with under_load(server, records) as answers:
         move_champion(api_settings, "2")
         seen = len(answers)
         wait_until(lambda: len(answers) > seen + 100)
@@ -674,4 +715,4 @@ def test_reload_under_load_fails_no_request(
         assert (reload.json()["previous_version"], reload.json()["version"]) == ("1", "2")
         seen = len(answers)
         wait_until(lambda: len(answers) > seen + 100)
-    check_swap(answers, api_settings, moved_at)
+    check_swap(answers, api_settings, moved_at, records)

@@ -2,9 +2,9 @@
 values against it.
 
 A check reports every bad value with its record index and field, so a client learns all its
-mistakes at once; MLflow's own enforcement stops at the first bad column of a whole frame and
-costs milliseconds per call. Values are checked column by column in plain Python: a number is a
-JSON number (``true`` is not 1, ``"35"`` is not 35), a string a JSON string.
+mistakes at once, where MLflow's own enforcement stops at the first bad column of a whole frame.
+Values are checked column by column in plain Python: a number is a JSON number (``true`` is not
+1, ``"35"`` is not 35), a string a JSON string.
 """
 
 from __future__ import annotations
