@@ -55,6 +55,41 @@ class Settings(BaseSettings):
         default=6000, gt=0, description="Requests one user may make per minute."
     )
 
+    # Notifications (``notify/``): SMTP mail and an optional Slack-compatible webhook.
+    smtp_host: str | None = Field(default=None, description="SMTP server; no mail when unset.")
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    mail_from: str = "mlfactory@localhost"
+    notify_to: list[str] = Field(
+        default_factory=list, description="Recipients of every pipeline's mail (JSON list)."
+    )
+    notify_webhook_url: str | None = Field(default=None, description="Slack-compatible webhook.")
+    notify_cooldown_minutes: float = Field(
+        default=60.0, ge=0, description="One message per cause within this window."
+    )
+
+    # Summaries through an OpenAI-compatible chat API (Mistral by default).
+    llm_base_url: str = "https://api.mistral.ai/v1"
+    llm_api_key: SecretStr | None = Field(
+        default=None, description="Key of the chat API; local extractive summaries when unset."
+    )
+    llm_model: str = "mistral-small-latest"
+    llm_temperature: float = Field(default=0.3, ge=0, le=2)
+    llm_max_tokens: int = Field(default=400, gt=0)
+    llm_timeout: float = Field(default=60.0, gt=0)
+    llm_retries: int = Field(default=4, ge=0, description="Retries after a timeout, 429 or 5xx.")
+    summary_language: str = Field(default="fr", description="Language of article summaries.")
+
+    # The arXiv source.
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_query: str = Field(default="cat:cs.*", description="arXiv search query to follow.")
+    arxiv_page_size: int = Field(default=100, gt=0, le=2000)
+    arxiv_delay_seconds: float = Field(default=3.0, ge=0, description="Pause between pages.")
+    arxiv_max_results: int = Field(default=1000, gt=0, description="Most papers per fetch.")
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         self.home = self.home.expanduser().resolve()

@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: a client of the API only, never of the store."""

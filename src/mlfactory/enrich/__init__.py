@@ -1,0 +1,1 @@
+"""Per-item enrichment: summaries, text extraction, embeddings."""

@@ -1,0 +1,1 @@
+"""Watching models in production: input and prediction drift against the training snapshot."""
