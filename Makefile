@@ -11,10 +11,11 @@ export MLF_DATASETS_DIR
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,airflow]'
+	$(BIN)/python -m pip install --quiet torch==2.13.0  # the CPU build; see the embeddings extra
+	$(BIN)/python -m pip install --quiet -e '.[dev,airflow,embeddings]'
 	touch $@
 
-install: $(BIN)/.installed  ## create the virtualenv; install mlfactory, its dev tools and Airflow
+install: $(BIN)/.installed  ## create the virtualenv; install mlfactory, dev tools, Airflow, embeddings
 
 run: $(BIN)/.installed  ## set up, then run the advertising pipeline on the embedded default
 	$(BIN)/mlfactory run advertising

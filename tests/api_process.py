@@ -16,6 +16,22 @@ from pathlib import Path
 
 import httpx
 
+from mlfactory.settings import Settings
+
+
+def process_env(settings: Settings) -> dict[str, str]:
+    """The environment of a ``mlfactory`` subprocess that uses ``settings``: this one's, with
+    every ``MLF_`` variable replaced."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLF_")}
+    env.update(
+        MLF_HOME=str(settings.home),
+        MLF_DATABASE_URL=settings.database_url,
+        MLF_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
+        MLF_DATASETS_DIR=str(settings.datasets_dir),
+    )
+    return env
+
+
 STARTED = re.compile(r"mlfactory API on http://[^\s:]+:(\d+)")
 
 

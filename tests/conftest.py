@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,8 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api_process import process_env
+from mail_server import Inbox, smtp_servers
 from mlfactory.settings import Settings
 from mlfactory.store import dispose_engines, session_factory
 
@@ -98,11 +100,10 @@ def sessions(settings: Settings) -> sessionmaker[Session]:
 @pytest.fixture
 def cli_env(settings: Settings) -> dict[str, str]:
     """The environment of a ``mlfactory`` subprocess that uses this test's settings."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLF_")}
-    env.update(
-        MLF_HOME=str(settings.home),
-        MLF_DATABASE_URL=settings.database_url,
-        MLF_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
-        MLF_DATASETS_DIR=str(settings.datasets_dir),
-    )
-    return env
+    return process_env(settings)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Callable[..., tuple[int, Inbox]]]:
+    """Start a local SMTP server (aiosmtpd) with the given options: ``(port, inbox)``."""
+    yield from smtp_servers()

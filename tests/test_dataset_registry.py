@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from http_server import QuietHandler, serving
 from mlfactory.datasets import CATALOG, DataFile, DatasetSpec, DatasetUnavailable, resolve
 from mlfactory.settings import Settings
 
@@ -29,7 +28,7 @@ class FileServer:
 def server() -> Iterator[FileServer]:
     state = FileServer()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             state.requests.append(self.path)
             if self.path in state.redirects:
@@ -45,17 +44,9 @@ def server() -> Iterator[FileServer]:
             else:
                 self.send_error(404)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serving(Handler) as base_url:
+        state.base_url = base_url
+        yield state
 
 
 @pytest.fixture

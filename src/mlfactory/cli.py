@@ -143,7 +143,7 @@ def pipelines(as_json: JsonOption = False) -> None:
     rows = [
         {
             "name": pipeline.name,
-            "schedule": pipeline.schedule,
+            "schedule": pipeline.schedule_text,
             "steps": [step.name for step in pipeline.ordered_steps()],
             "params": pipeline.params.model_json_schema().get("properties", {}),
             "description": pipeline.description.strip().splitlines()[0]
@@ -416,6 +416,18 @@ def serve(
         loop.value,
     )
     raise typer.Exit(status)
+
+
+@app.command()
+@user_errors
+def dashboard(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8501,
+) -> None:
+    """The web dashboard (Streamlit) on HOST:PORT, a client of the API at MLF_API_URL."""
+    from mlfactory.dashboard.launch import run_dashboard
+
+    run_dashboard(host, port)
 
 
 def _sessions() -> sessionmaker[Session]:

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     notify_to: list[str] = Field(
         default_factory=list, description="Recipients of every pipeline's mail (JSON list)."
     )
+    api_url: str = Field(
+        default="http://127.0.0.1:8000", description="Where the dashboard reaches the API."
+    )
+    api_public_url: str | None = Field(
+        default=None, description="The API's address as readers of a mail reach it (links)."
+    )
     notify_webhook_url: str | None = Field(default=None, description="Slack-compatible webhook.")
     notify_cooldown_minutes: float = Field(
         default=60.0, ge=0, description="One message per cause within this window."

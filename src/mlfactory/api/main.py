@@ -11,7 +11,21 @@ from fastapi import FastAPI
 from mlfactory.api import problems
 from mlfactory.api.guards import BodySizeLimit, RateLimit
 from mlfactory.api.metrics import RequestMetrics
-from mlfactory.api.routes import auth, datasets, health, metrics, pipelines, predict, status
+from mlfactory.api.routes import (
+    articles,
+    audit,
+    auth,
+    datasets,
+    drift,
+    health,
+    loads,
+    me,
+    metrics,
+    models,
+    pipelines,
+    predict,
+    status,
+)
 from mlfactory.api.security import signing_key
 from mlfactory.settings import Settings, get_settings
 from mlfactory.store import session_factory
@@ -44,7 +58,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestMetrics)  # added last, so outermost: 413s and 429s are counted
     problems.install(app)
-    for module in (auth, health, predict, datasets, pipelines, status, metrics):
+    for module in (
+        auth,
+        me,
+        health,
+        predict,
+        datasets,
+        loads,
+        articles,
+        models,
+        pipelines,
+        status,
+        drift,
+        audit,
+        metrics,
+    ):
         app.include_router(module.router)
     return app
 

@@ -83,12 +83,12 @@ def item_page(
     """How many items of ``dataset`` match, and the page of them at ``offset`` in id order,
     each with its latest prediction."""
     with sessions() as session:
-        conditions = _conditions(session, dataset, where)
+        conditions = item_conditions(session, dataset, where)
         total = session.scalar(select(func.count()).select_from(Item).where(*conditions)) or 0
         items = session.scalars(
             select(Item).where(*conditions).order_by(Item.id).limit(limit).offset(offset)
         ).all()
-        latest = _latest_predictions(session, [item.id for item in items], where.model)
+        latest = latest_predictions(session, [item.id for item in items], where.model)
     return total, [_item_dict(item) | {"prediction": latest.get(item.id)} for item in items]
 
 
@@ -173,7 +173,7 @@ def _words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
-def _conditions(session: Session, dataset: str, where: ItemFilter) -> list[ColumnElement[bool]]:
+def item_conditions(session: Session, dataset: str, where: ItemFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [Item.dataset == dataset]
     if where.label is not None:
         conditions.append(Item.label == where.label)
@@ -239,7 +239,7 @@ def _values(value: Any) -> Iterator[str]:
         yield str(value)
 
 
-def _latest_predictions(
+def latest_predictions(
     session: Session, item_ids: list[int], model: str | None
 ) -> dict[int, dict[str, Any]]:
     if not item_ids:

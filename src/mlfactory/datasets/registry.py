@@ -48,6 +48,78 @@ _RAKUTEN = (
     "d689f9972153e633eea2ba8c2e01556c4e1c05b9/data/raw/"
 )
 
+_ARXIV_CSV = (
+    "https://raw.githubusercontent.com/tiagoft/NLP/"
+    "897bafbd4a97393ae8797f59ec501d6c943ec1ac/arxiv_data.csv"
+)
+_ARXIV_PY_FIXTURES = (
+    "https://raw.githubusercontent.com/lukasschwab/arxiv.py/"
+    "93315e7ce9f48e0786317ac2c3d78bdf5bdb748f/tests/fixtures/"
+)
+# Real export.arxiv.org exchanges {url, status_code, body} recorded by the arxiv client's tests.
+_ARXIV_RECORDED = {
+    "id_0000.0000_s0_m100_8b51d9633a68.json": (
+        "2b2aa00ba11c1043c1bc8f43a128faddd755ea8a32261e83d4f4b0713eb69b98"
+    ),
+    "id_0808.05394_1707.08567_s0_m100_42e5aa0ec3af.json": (
+        "7367694eef7335d14e78bb57282952c067f3aac76fdcee8d491da8d4fc9032cb"
+    ),
+    "id_0808.05394_s0_m100_7b0c7d0a7cdd.json": (
+        "6d7c72d49f56839bd2aa6eee7ca2aeed6dd44e483160574d49aecbe6556de33c"
+    ),
+    "id_1605.08386_s0_m100_199195aa31ad.json": (
+        "1a4adeebcdbfe3804c43913a609de0e821c3fddfb6257c83142a1fc4e7e85cdd"
+    ),
+    "id_1707.08567_s0_m100_6a1afebfc6a3.json": (
+        "e3b30e58d4b8e093bbc5b641c174fb37e0fcf2d078a262af167e41270db789e6"
+    ),
+    "id_2104.12255v1_s0_m100_6ae69987ffe1.json": (
+        "985dd6dfeeef84df14f44c85bd24cbf8a1ca17d73f5b680d500adac0b0b07ac1"
+    ),
+    "id_abc_s0_m100_b79c8dcf6bc3.json": (
+        "186a3922ea878cab5a6029b0c96f8ba330224c1074d296d1c7e9cf519a933141"
+    ),
+    "id_astro-ph_0601001_s0_m100_3150dca9dc76.json": (
+        "46692f2155e0abfb324340939b77cda366513a84c5fa5fcb30c1ef72b7aa26d2"
+    ),
+    "id_quant-ph_0201082v1_s0_m100_86989fe779ef.json": (
+        "51e1136c1cde059dad2cbf4b66ca4342b90f2605860af92f33073388fd85ffdc"
+    ),
+    "q_testing_s0_m100_cfe7536492ca.json": (
+        "609d1cb4670d359ee42350dd6d49f4a6aa7add393dfb60354435c019e0ed73c0"
+    ),
+    "q_testing_s0_m10_bc5a6c384fe9.json": (
+        "9102e796e6bb9708127f1ed162aff9e2edf3f936d9ad9d73c0aabb784479b73a"
+    ),
+    "q_testing_s0_m15_80c242b59d59.json": (
+        "4f31da49d8ef3e29d2d45582ebc5796c2f9df0dada3b1740ecaf297086d72c54"
+    ),
+    "q_testing_s10_m10_34e56e15aaac.json": (
+        "a13361a8726c07fd83170eddbd23557d42a2aca0dd9494818d4ab0a07f3bf451"
+    ),
+    "q_testing_s20_m10_348a237fecab.json": (
+        "325acb7edc2bc8d3e02aab37e38bff997300a46335c9b88eee3778db6724d7a5"
+    ),
+    "q_testing_s30_m10_f2e39f0143dc.json": (
+        "a644f62e21e9e40a061efd5a2088848e521cb1ecd44fe3adc501c6b7bdae9d5b"
+    ),
+    "q_testing_s40_m10_96dd32eb854c.json": (
+        "8e0e739a4e9edf6bd25655c116ad89e65b043f3ae1d13551c5aef1b543211ca1"
+    ),
+    "q_testing_s50_m10_7f488ab8598c.json": (
+        "65c434ff6ae63e410a31b5f56b5c61a5a774cb2211420fe20c83209949b7d333"
+    ),
+    "q_testing_s5_m10_c0e94a259d4a.json": (
+        "8fa005b1243d84c856bd63b29c13188a36dbb3aa41c842d51b0114ec71902887"
+    ),
+    "q_testing_s5_m15_bbcf6b23085b.json": (
+        "dd409687569a0c8cfc0987d1ffcaa1afa78c82573dc7ebb077d891efa448bf73"
+    ),
+    "q_testing_s9_m15_0b78d4b4d476.json": (
+        "4ce90df95f089a73b37e824ef75f5d374c6081bea15e0903ab368847d131a01f"
+    ),
+}
+
 CATALOG: dict[str, DatasetSpec] = {
     "advertising": DatasetSpec(
         name="advertising",
@@ -78,6 +150,24 @@ CATALOG: dict[str, DatasetSpec] = {
                 name="Y_train_CVw08PX.csv",
                 url=_RAKUTEN + "Y_train_CVw08PX.csv",
                 sha256="a1db7eafe0031d85fe2d022452d6647f11177370275f92fe7f1cde6ff1fcb5f8",
+            ),
+        ),
+    ),
+    "arxiv": DatasetSpec(
+        name="arxiv",
+        description=(
+            "arXiv papers: titles, abstracts and category terms of 1,000 papers (CSV snapshot), "
+            "and 20 recorded arXiv API exchanges (Atom) for replay."
+        ),
+        files=(
+            DataFile(
+                name="arxiv_data.csv",
+                url=_ARXIV_CSV,
+                sha256="f7bb0aa044684daeffa18e99ff35a04d34161336ef3a870a4fd5e85609ef83d2",
+            ),
+            *(
+                DataFile(f"api_responses/recorded_json/{name}", _ARXIV_PY_FIXTURES + name, sha)
+                for name, sha in _ARXIV_RECORDED.items()
             ),
         ),
     ),

@@ -283,6 +283,18 @@ def evaluation_snapshot(sessions: Sessions, dataset: str) -> SnapshotInfo | None
         return None if row is None else _info(row)
 
 
+def latest_training_snapshot(sessions: Sessions, dataset: str) -> SnapshotInfo | None:
+    """The most recent training snapshot of ``dataset``, or None when none was taken."""
+    with sessions() as session:
+        row = session.scalar(
+            select(Snapshot)
+            .where(Snapshot.dataset == dataset, Snapshot.kind == TRAINING)
+            .order_by(Snapshot.id.desc())
+            .limit(1)
+        )
+        return None if row is None else _info(row)
+
+
 def _evaluation_row(session: Session, dataset: str) -> Snapshot | None:
     return session.scalar(
         select(Snapshot)

@@ -1,25 +1,13 @@
 """Batch inference: predict every item of a data set that has no prediction from the champion.
 
-Work selection instead of a queue. The work is "items with no ``predictions`` row for this model
-name and champion version", read from the store each time, so a crash or a restart loses nothing
-(committed batches stay, the rest is still pending) and several workers can share the work.
-
-Each batch is one transaction: claim up to ``batch_size`` pending items, predict them, insert
-their predictions in one statement, commit. Claiming:
-
-- PostgreSQL: ``SELECT ... FOR NO KEY UPDATE SKIP LOCKED LIMIT n`` on ``items``. Workers skip
-  each other's batches instead of waiting for them. ``NO KEY UPDATE`` rather than ``UPDATE``: it
-  excludes other claimers just the same, but does not block inserts that merely reference the
-  item (the foreign key check of another step's annotation or another model's prediction).
-- SQLite: ``BEGIN IMMEDIATE`` takes the database's single write lock first, so the select and the
-  insert are serialised with every other writer.
-
-On PostgreSQL a claim often returns items another worker has just predicted: the claim's snapshot
-is taken when the statement starts, before that worker commits, and the row lock is free again
-by the time the scan reaches the row (the item row itself is not changed, so PostgreSQL does not
-re-check it). So once the locks are held, a second statement, with a fresh snapshot, drops the
-claimed items that have a prediction by now; whoever predicted them had to commit before this
-transaction could lock them, so the check is exact and no model work is wasted. The unique index
+Work selection instead of a queue (:mod:`mlfactory.store.claims`): the work is "items with no
+``predictions`` row for this model name and champion version", read from the store each time, so
+a crash or a restart loses nothing (committed batches stay, the rest is still pending) and
+several workers can share the work. Each batch claims up to ``batch_size`` pending items,
+predicts them and inserts their predictions in one statement; on PostgreSQL all in one
+transaction that holds the claim's row locks (``FOR NO KEY UPDATE SKIP LOCKED``), on SQLite with
+the write in a ``BEGIN IMMEDIATE`` transaction. Items another worker predicted meanwhile are
+dropped before the model sees them where possible, and always before writing. The unique index
 on (item, model name, version) with ``ON CONFLICT DO NOTHING`` remains the last guard (against a
 writer that does not claim first); only rows really inserted are counted.
 
@@ -31,8 +19,7 @@ shortly and stops after ``LOCKED_PATIENCE`` seconds without a claim, leaving the
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,15 +30,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from mlfactory.inference.champion import LoadedModel, load_champion
 from mlfactory.settings import Settings
 from mlfactory.store import Item, Prediction
+from mlfactory.store.claims import LOCKED_PATIENCE, work_through
 
 if TYPE_CHECKING:
     import pandas as pd
 
 Sessions = sessionmaker[Session]
 Features = Callable[[list[dict[str, Any]]], "pd.DataFrame"]
-
-LOCKED_RETRY_DELAY = 0.05  # seconds between looks while every pending item is locked by others
-LOCKED_PATIENCE = 30.0  # seconds without a claim after which locked items are left for later
 
 logger = logging.getLogger(__name__)
 
@@ -86,64 +71,34 @@ def predict_pending(
     row per item in the same order. The champion is resolved once: every prediction of the call
     carries that version, even if the alias moves meanwhile.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must not be negative, got {limit}")
     champion = load_champion(settings, model_name)
-    predicted = batches = dropped = 0
-    last_claim = time.monotonic()
-    while limit is None or predicted < limit:
-        size = batch_size if limit is None else min(batch_size, limit - predicted)
-        with sessions.begin() as session:
-            locked, claimed = _claim(session, dataset, champion, size)
-            inserted = (
-                _predict_and_write(session, dataset, champion, claimed, to_features, run_id)
-                if claimed
-                else 0
-            )
-        if locked:
-            last_claim = time.monotonic()
-            if claimed:
-                batches += 1
-                predicted += inserted
-                dropped += len(claimed) - inserted
-            logger.debug(
-                "%s v%s: %d items claimed, %d still pending, %d predicted",
-                model_name,
-                champion.version,
-                locked,
-                len(claimed),
-                inserted,
-            )
-            continue
-        if not _locked_items_pending(sessions, dataset, champion):
-            break
-        if time.monotonic() - last_claim > LOCKED_PATIENCE:
-            logger.warning(
-                "%s v%s: pending items of %r stayed locked by other transactions for %.0fs; "
-                "left for a later run",
-                model_name,
-                champion.version,
-                dataset,
-                LOCKED_PATIENCE,
-            )
-            break
-        time.sleep(LOCKED_RETRY_DELAY)
+
+    def predict(claimed: Sequence[Row[Any]]) -> dict[int, dict[str, Any]]:
+        return _predict(dataset, champion, claimed, to_features, run_id)
+
+    progress = work_through(
+        sessions,
+        pending_items(dataset, champion.name, champion.version),
+        predict,
+        _write,
+        batch_size=batch_size,
+        limit=limit,
+        patience=LOCKED_PATIENCE,
+    )
     logger.info(
         "%s v%s: %d items of %r predicted in %d batches",
         model_name,
         champion.version,
-        predicted,
+        progress.written,
         dataset,
-        batches,
+        progress.batches,
     )
     return BatchPredictionResult(
         model_name=model_name,
         model_version=champion.version,
-        predicted=predicted,
-        batches=batches,
-        duplicates_dropped=dropped,
+        predicted=progress.written,
+        batches=progress.batches,
+        duplicates_dropped=progress.offered - progress.written,
     )
 
 
@@ -158,40 +113,14 @@ def pending_items(dataset: str, model_name: str, model_version: str) -> Select[A
     return select(Item.id, Item.data).where(Item.dataset == dataset, ~predicted).order_by(Item.id)
 
 
-def _claim(
-    session: Session, dataset: str, champion: LoadedModel, size: int
-) -> tuple[int, list[Row[Any]]]:
-    """Lock up to ``size`` pending items: how many were locked, and those still pending."""
-    query = pending_items(dataset, champion.name, champion.version).limit(size)
-    if _dialect(session) == "sqlite":
-        # The write lock first, as the transaction's first statement: the select is then current.
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-        claimed = list(session.execute(query))
-        return len(claimed), claimed
-    locked = list(session.execute(query.with_for_update(skip_locked=True, key_share=True, of=Item)))
-    if not locked:
-        return 0, []
-    done = set(
-        session.scalars(
-            select(Prediction.item_id).where(
-                Prediction.item_id.in_([row.id for row in locked]),
-                Prediction.model_name == champion.name,
-                Prediction.model_version == champion.version,
-            )
-        )
-    )
-    return len(locked), [row for row in locked if row.id not in done]
-
-
-def _predict_and_write(
-    session: Session,
+def _predict(
     dataset: str,
     champion: LoadedModel,
-    claimed: list[Row[Any]],
+    claimed: Sequence[Row[Any]],
     to_features: Features,
     run_id: int | None,
-) -> int:
-    """Predict the claimed items and insert their predictions; the number really inserted."""
+) -> dict[int, dict[str, Any]]:
+    """The prediction rows of the claimed items, by item id."""
     features = to_features([row.data for row in claimed])
     if len(features) != len(claimed):
         raise ValueError(
@@ -199,17 +128,21 @@ def _predict_and_write(
             "one row per item, in order"
         )
     model = champion.model
-    labels = model.predict(features)
     if hasattr(model, "predict_proba"):
+        # One pass of the model: the label is the most probable class, so it always agrees
+        # with the scores stored beside it (and a TF-IDF model does not vectorise twice).
         classes = [str(label) for label in model.classes_]
+        probabilities = model.predict_proba(features)
+        labels = [classes[index] for index in probabilities.argmax(axis=1)]
         scores = [
             {label: float(p) for label, p in zip(classes, row, strict=True)}
-            for row in model.predict_proba(features)
+            for row in probabilities
         ]
     else:
+        labels = model.predict(features)
         scores = [{} for _ in claimed]
-    rows = [
-        {
+    return {
+        item.id: {
             "item_id": item.id,
             "dataset": dataset,
             "model_name": champion.name,
@@ -219,29 +152,15 @@ def _predict_and_write(
             "run_id": run_id,
         }
         for item, label, item_scores in zip(claimed, labels, scores, strict=True)
-    ]
-    dialect = _dialect(session)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    }
+
+
+def _write(session: Session, rows: Mapping[int, dict[str, Any]]) -> int:
+    """Insert the predictions; the number really inserted."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
         insert(Prediction.__table__)
         .on_conflict_do_nothing(index_elements=["item_id", "model_name", "model_version"])
         .returning(Prediction.__table__.c.item_id)
     )
-    return len(session.execute(statement, rows).all())
-
-
-def _locked_items_pending(sessions: Sessions, dataset: str, champion: LoadedModel) -> bool:
-    """Whether items are still pending although none could be claimed (PostgreSQL only: there
-    they are locked by another transaction; on SQLite an empty claim means none is pending)."""
-    with sessions() as session:
-        if _dialect(session) != "postgresql":
-            return False
-        pending = pending_items(dataset, champion.name, champion.version).limit(1)
-        return session.execute(pending).first() is not None
-
-
-def _dialect(session: Session) -> str:
-    name = session.get_bind().dialect.name
-    if name not in {"postgresql", "sqlite"}:
-        raise ValueError(f"batch inference supports PostgreSQL and SQLite stores, not {name}")
-    return name
+    return len(session.execute(statement, list(rows.values())).all())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mlfactory.datasets import resolve
 from mlfactory.errors import UserError
+from mlfactory.ingest.arxiv_replay import read_recorded, read_snapshot
 from mlfactory.ingest.csv_reader import BadRow, SourceRow, read_csv_rows
 from mlfactory.ingest.loader import Record, records_from_csv
 from mlfactory.settings import Settings
@@ -59,6 +60,11 @@ def read_products(settings: Settings, path: Path | None = None) -> Rows:
 SOURCES: dict[str, Source] = {
     "advertising": Source("advertising", "Advertising click data (CSV)", read_advertising),
     "products": Source("products", "Rakuten France catalogue (X/Y CSV)", read_products),
+    # The live arXiv source is arxiv_source.fetch_new, a watermark load; this replays it offline.
+    "arxiv": Source("arxiv", "arXiv papers from recorded API responses (Atom)", read_recorded),
+    "arxiv_backfill": Source(
+        "arxiv_backfill", "arXiv papers with subject labels (CSV snapshot)", read_snapshot
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param
 
 from mlfactory.orchestration import records
+from mlfactory.orchestration.announce import announce_run
 from mlfactory.orchestration.context import Context, run_artifact_dir
 from mlfactory.orchestration.history import get_run
 from mlfactory.orchestration.params import validate_params
@@ -31,8 +32,6 @@ from mlfactory.store import session_factory
 ENGINE = "airflow"
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 """DAGs start in the past with catchup off: the first scheduled run is the next one due."""
-
-log = logging.getLogger(__name__)
 
 
 def build_dags() -> dict[str, DAG]:
@@ -127,12 +126,7 @@ def _finish_run(context: dict[str, Any]) -> None:
         return
     outcome = _outcome(sessions, run_id, pipeline.name, success=_succeeded(context))
     records.finish_run(sessions, run_id, outcome.status, outcome.error)
-    hooks = pipeline.on_success if outcome.status == "success" else pipeline.on_failure
-    for hook in hooks:
-        try:
-            hook(outcome)
-        except Exception:
-            log.exception("hook of pipeline %s failed", pipeline.name)
+    announce_run(pipeline, outcome, settings, sessions)
 
 
 def _outcome(sessions: Any, run_id: int, pipeline: str, success: bool) -> RunOutcome:
@@ -144,7 +138,14 @@ def _outcome(sessions: Any, run_id: int, pipeline: str, success: bool) -> RunOut
     failed = [a for a in attempts if a["status"] == "failed"]
     step = failed[-1]["step"] if failed else None
     error = f"step {step!r} failed: {failed[-1]['error']}" if failed else "the Airflow run failed"
-    return RunOutcome(run_id, pipeline, "failed", error, step, outputs)
+    return RunOutcome(
+        run_id=run_id,
+        pipeline=pipeline,
+        status="failed",
+        error=error,
+        failed_step=step,
+        outputs=outputs,
+    )
 
 
 def _succeeded(context: dict[str, Any]) -> bool:

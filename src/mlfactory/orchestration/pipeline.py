@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from graphlib import CycleError, TopologicalSorter
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,7 @@ class Pipeline:
     name: str
     steps: tuple[Step, ...]
     description: str = ""
-    schedule: str | None = None  # cron expression or preset such as "@daily"
+    schedule: str | timedelta | None = None  # cron, preset such as "@daily", or an interval
     params: type[BaseModel] = NoParams
     retries: int = 0
     retry_delay: float = 0.0
@@ -63,6 +64,7 @@ class Pipeline:
     on_success: tuple[Hook, ...] = ()
     on_failure: tuple[Hook, ...] = ()
     serving: Serving | None = None
+    notify_to: tuple[str, ...] = ()  # mail recipients of this pipeline (else MLF_NOTIFY_TO)
     _order: tuple[Step, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +84,14 @@ class Pipeline:
         except CycleError as exc:
             raise ValueError(f"pipeline {self.name!r}: steps form a cycle {exc.args[1]}") from exc
         object.__setattr__(self, "_order", tuple(by_name[name] for name in order))
+
+    @property
+    def schedule_text(self) -> str | None:
+        """The schedule as people read it: the cron expression or preset, or "every N minutes"."""
+        if isinstance(self.schedule, timedelta):
+            minutes, seconds = divmod(int(self.schedule.total_seconds()), 60)
+            return f"every {minutes} minutes" if not seconds else f"every {self.schedule}"
+        return self.schedule
 
     def ordered_steps(self) -> tuple[Step, ...]:
         """Steps in an order where every step comes after the steps it needs."""

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from tenacity import Retrying, stop_after_attempt, wait_fixed
 
 from mlfactory.orchestration import records
+from mlfactory.orchestration.announce import announce_run
 from mlfactory.orchestration.context import Context, run_artifact_dir
 from mlfactory.orchestration.params import validate_params
 from mlfactory.orchestration.pipeline import Pipeline, Step
@@ -43,6 +44,7 @@ class RunOutcome:
     pipeline: str
     status: Literal["success", "failed"] = "success"
     error: str | None = None
+    error_type: str | None = None  # the exception class of the failed step
     failed_step: str | None = None
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     duration_s: float = 0.0
@@ -122,13 +124,14 @@ def run_pipeline(
             except Exception as exc:  # the step's own error, recorded; the run goes on to finish
                 if outcome.failed_step is None:
                     outcome.status, outcome.failed_step = "failed", step.name
+                    outcome.error_type = type(exc).__name__
                     outcome.error = f"step {step.name!r} failed: {type(exc).__name__}: {exc}"
     except BaseException:
         records.finish_run(sessions, run_id, "failed", "interrupted")
         raise
     outcome.duration_s = time.perf_counter() - started
     records.finish_run(sessions, run_id, outcome.status, outcome.error)
-    _call_hooks(pipeline, outcome)
+    announce_run(pipeline, outcome, settings, sessions)
     return outcome
 
 
@@ -188,14 +191,3 @@ def _run_with_retries(
                 raise
             notify(StepEvent(step.name, "succeeded", number, time.perf_counter() - began))
     return output
-
-
-def _call_hooks(pipeline: Pipeline, outcome: RunOutcome) -> None:
-    hooks = pipeline.on_success if outcome.status == "success" else pipeline.on_failure
-    for hook in hooks:
-        try:
-            hook(outcome)
-        except Exception:
-            log.exception(
-                "hook %s of pipeline %s failed", getattr(hook, "__name__", hook), pipeline.name
-            )

@@ -13,22 +13,77 @@ from typing import TYPE_CHECKING, Any
 from mlfactory.orchestration import Context
 
 if TYPE_CHECKING:
+    from mlfactory.training.promote import Promotion
     from mlfactory.training.registry import RegisteredModel
 
 
 @contextmanager
-def training_run(ctx: Context) -> Iterator[None]:
-    """An active MLflow run in the pipeline's experiment, named and tagged after this run."""
+def training_run(ctx: Context, candidate: str | None = None) -> Iterator[None]:
+    """An active MLflow run in the pipeline's experiment, named and tagged after this run (and
+    after the ``candidate`` model it trains, when a run trains several)."""
     import mlflow
 
     from mlfactory.training.tracking import experiment_id
 
+    tags = {"mlfactory.run_id": str(ctx.run_id), "mlfactory.pipeline": ctx.pipeline}
+    name = f"{ctx.pipeline}-{ctx.run_id}"
+    if candidate:
+        tags["mlfactory.candidate"], name = candidate, f"{name}-{candidate}"
     with mlflow.start_run(
-        experiment_id=experiment_id(ctx.pipeline, ctx.settings),
-        run_name=f"{ctx.pipeline}-{ctx.run_id}",
-        tags={"mlfactory.run_id": str(ctx.run_id), "mlfactory.pipeline": ctx.pipeline},
+        experiment_id=experiment_id(ctx.pipeline, ctx.settings), run_name=name, tags=tags
     ):
         yield
+
+
+def take_snapshots(
+    ctx: Context, dataset: str, *, evaluation_fraction: float, balance: bool, seed: int
+) -> dict[str, dict[str, Any]]:
+    """The data set's fixed evaluation set (carved the first time) and this run's training
+    snapshot (class-balanced when ``balance``): the output of a snapshot step."""
+    from dataclasses import asdict
+
+    from mlfactory.datasets.snapshots import carve_evaluation_set, training_snapshot
+
+    evaluation = carve_evaluation_set(
+        ctx.sessions,
+        dataset,
+        ctx.artifact_dir,
+        fraction=evaluation_fraction,
+        seed=seed,
+        run_id=ctx.run_id,
+    )
+    training = training_snapshot(
+        ctx.sessions, dataset, ctx.artifact_dir, balance=balance, seed=seed, run_id=ctx.run_id
+    )
+    return {
+        "training": asdict(training) | {"path": str(training.path)},
+        "evaluation": asdict(evaluation) | {"path": str(evaluation.path)},
+    }
+
+
+def log_snapshots(dataset: str, snapshots: dict[str, dict[str, Any]]) -> None:
+    """Log the ``training`` and ``evaluation`` snapshots (the outputs of a snapshot step) as
+    dataset inputs of the active MLflow run, with their class counts and a bar plot."""
+    import pandas as pd
+
+    from mlfactory.datasets.snapshots import class_count_figure
+    from mlfactory.training.datasets import log_training_data
+
+    for kind in ("training", "evaluation"):
+        info = snapshots[kind]
+        log_training_data(
+            pd.read_parquet(info["path"]),
+            name=f"{dataset}-{kind}-{info['digest'][:12]}",
+            digest=info["digest"],
+            targets="label",
+            class_counts=info["class_counts"],
+            balanced_counts=info["balanced_counts"],
+            figure=class_count_figure(
+                info["class_counts"], info["balanced_counts"], f"{dataset} {kind} set"
+            ),
+            context=kind,
+            source=info["path"],
+        )
 
 
 def registered_output(ctx: Context, registered: RegisteredModel, **extra: Any) -> dict[str, Any]:
@@ -47,10 +102,15 @@ def registered_output(ctx: Context, registered: RegisteredModel, **extra: Any) -
 
 
 def promote_trained(
-    ctx: Context, model_name: str, metric: str, score_model: Callable[[Any], float]
+    ctx: Context,
+    model_name: str,
+    metric: str,
+    score_model: Callable[[Any], float],
+    score: float | None = None,
 ) -> dict[str, Any]:
     """Apply the champion rule to the version the ``train`` step registered, comparing its
-    ``evaluate`` score on ``metric`` with the champion's, scored by ``score_model``."""
+    ``score`` on ``metric`` (by default the ``evaluate`` step's) with the champion's, scored by
+    ``score_model``."""
     from mlfactory.training.promote import promote
     from mlfactory.training.tracking import use_tracking
 
@@ -59,11 +119,62 @@ def promote_trained(
         model_name,
         ctx.output_of("train")["model_version"],
         metric=metric,
-        score=ctx.output_of("evaluate")[metric],
+        score=ctx.output_of("evaluate")[metric] if score is None else score,
         score_model=score_model,
     )
     ctx.update_run(summary={"promotion": promotion.as_dict()})
+    _record_promotion(ctx, promotion)
     return promotion.as_dict()
+
+
+def _record_promotion(ctx: Context, decision: Promotion) -> None:
+    """The alias change as an audit row; a new champion also as a message (mail, webhook)."""
+    from mlfactory.notify import Promotion as PromotionNews
+    from mlfactory.notify import promotion, send
+    from mlfactory.store.audit import record
+
+    moved = decision.alias != "champion" or decision.champion_version != decision.version
+    if moved:
+        with ctx.sessions.begin() as session:
+            record(
+                session,
+                actor=f"pipeline:{ctx.pipeline} run {ctx.run_id}",
+                action="alias.set",
+                target=f"model:{decision.model_name}@{decision.alias}",
+                before={"champion": decision.champion_version},
+                after={decision.alias: decision.version},
+                detail=decision.reason,
+            )
+    if decision.alias != "champion" or not moved:
+        return
+    news = PromotionNews(
+        model_name=decision.model_name,
+        new_version=decision.version,
+        new_metrics={decision.metric: decision.score},
+        old_version=decision.champion_version,
+        old_metrics=(
+            {} if decision.champion_score is None else {decision.metric: decision.champion_score}
+        ),
+        pipeline=ctx.pipeline,
+        run_id=ctx.run_id,
+    )
+    send(
+        ctx.settings,
+        ctx.sessions,
+        promotion(news, ctx.settings.api_public_url),
+        recipients(ctx),
+    )
+
+
+def recipients(ctx: Context) -> tuple[str, ...]:
+    """The mail recipients the running pipeline declares (none for one not registered, such as
+    a pipeline run straight from Python: then ``MLF_NOTIFY_TO`` applies)."""
+    from mlfactory.orchestration.registry import UnknownPipeline, get_pipeline
+
+    try:
+        return get_pipeline(ctx.pipeline).notify_to
+    except UnknownPipeline:
+        return ()
 
 
 def publish_summary(ctx: Context, report: dict[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlfactory.orchestration import Context, Pipeline, Serving, Step
 from mlfactory.pipelines.common import (
+    log_snapshots,
     promote_trained,
     publish_summary,
     registered_output,
+    take_snapshots,
     training_run,
 )
 
@@ -163,31 +165,14 @@ def validate_load(ctx: Context) -> dict[str, Any]:
 
 def snapshot(ctx: Context) -> dict[str, Any]:
     """The fixed evaluation set (carved once) and this run's balanced training snapshot."""
-    from dataclasses import asdict
-
-    from mlfactory.datasets.snapshots import carve_evaluation_set, training_snapshot
-
     params = _params(ctx)
-    evaluation = carve_evaluation_set(
-        ctx.sessions,
+    return take_snapshots(
+        ctx,
         DATASET,
-        ctx.artifact_dir,
-        fraction=params.evaluation_fraction,
-        seed=params.seed,
-        run_id=ctx.run_id,
-    )
-    training = training_snapshot(
-        ctx.sessions,
-        DATASET,
-        ctx.artifact_dir,
+        evaluation_fraction=params.evaluation_fraction,
         balance=params.balance,
         seed=params.seed,
-        run_id=ctx.run_id,
     )
-    return {
-        "training": asdict(training) | {"path": str(training.path)},
-        "evaluation": asdict(evaluation) | {"path": str(evaluation.path)},
-    }
 
 
 def train(ctx: Context) -> dict[str, Any]:
@@ -196,15 +181,12 @@ def train(ctx: Context) -> dict[str, Any]:
     import mlflow
     import pandas as pd
 
-    from mlfactory.datasets.snapshots import class_count_figure
-    from mlfactory.training.datasets import log_training_data
     from mlfactory.training.registry import CLOUDPICKLE, log_and_register
     from mlfactory.training.text import text_classifier
 
     params = _params(ctx)
     snapshots = ctx.output_of("snapshot")
-    training, evaluation = snapshots["training"], snapshots["evaluation"]
-    frame = pd.read_parquet(training["path"])
+    frame = pd.read_parquet(snapshots["training"]["path"])
     features = product_features(frame)
     model = text_classifier(TEXT_COLUMNS, c=params.c, seed=params.seed)
     model.fit(features, frame["label"])
@@ -218,20 +200,7 @@ def train(ctx: Context) -> dict[str, Any]:
                 "percentage": ctx.output_of("load")["percentage"],
             }
         )
-        for kind, info in (("training", training), ("evaluation", evaluation)):
-            log_training_data(
-                pd.read_parquet(info["path"]),
-                name=f"{DATASET}-{kind}-{info['digest'][:12]}",
-                digest=info["digest"],
-                targets="label",
-                class_counts=info["class_counts"],
-                balanced_counts=info["balanced_counts"],
-                figure=class_count_figure(
-                    info["class_counts"], info["balanced_counts"], f"{DATASET} {kind} set"
-                ),
-                context=kind,
-                source=info["path"],
-            )
+        log_snapshots(DATASET, snapshots)
         registered = log_and_register(
             model, features, params.model_name, serialization_format=CLOUDPICKLE
         )

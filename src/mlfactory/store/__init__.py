@@ -3,11 +3,14 @@
 from mlfactory.store.engine import dispose_engines, get_engine, migrate, session_factory
 from mlfactory.store.tables import (
     Annotation,
+    AuditLog,
     Base,
     DataLoad,
     Derivation,
+    DriftCheck,
     Item,
     ItemHistory,
+    Notification,
     PipelineRun,
     Prediction,
     Rejection,
@@ -19,11 +22,14 @@ from mlfactory.store.tables import (
 
 __all__ = [
     "Annotation",
+    "AuditLog",
     "Base",
     "DataLoad",
     "Derivation",
+    "DriftCheck",
     "Item",
     "ItemHistory",
+    "Notification",
     "PipelineRun",
     "Prediction",
     "Rejection",

@@ -255,3 +255,61 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))  # viewer | user | admin
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """One attempt to send a notification through one channel (mail, webhook).
+
+    The cooldown reads these rows, so one cause sends one message across every process:
+    ``sending`` while in flight, then ``sent`` or ``failed`` (with the error, secrets removed);
+    ``skipped`` when the same cause went out within the cooldown.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_cause", "cause", "channel", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cause: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(20))  # mail | webhook
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20))  # sending | sent | failed | skipped
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditLog(Base):
+    """Who did what to what, and when, with the state before and after (see ``store/audit.py``).
+
+    Append-only: database triggers reject UPDATE and DELETE on SQLite and PostgreSQL.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(100), index=True)  # alias.set | run.trigger | ...
+    target: Mapped[str] = mapped_column(String(500), index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class DriftCheck(Base):
+    """One drift check of a data set's recent inputs against a training snapshot: the report
+    (as JSON, and the path of its HTML page), its overall severity, the model it watched."""
+
+    __tablename__ = "drift_reports"
+    __table_args__ = (Index("ix_drift_reports_dataset_created", "dataset", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(200))
+    pipeline: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id", ondelete="SET NULL"))
+    model_name: Mapped[str | None] = mapped_column(String(200))
+    model_version: Mapped[str | None] = mapped_column(String(20))
+    severity: Mapped[str] = mapped_column(String(20))  # none | warning | alert | critical
+    dataset_drift: Mapped[bool] = mapped_column(Boolean)
+    report: Mapped[dict[str, Any]]
+    html_path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -36,15 +36,23 @@ def model_requirements(serialization_format: str = SKOPS) -> list[str]:
     ]
 
 
-def log_and_register(
+@dataclass(frozen=True)
+class LoggedModel:
+    """A model logged to an MLflow run, not (yet) a version of a registered model."""
+
+    model_uri: str  # models:/m-<id>
+    run_id: str
+
+
+def log_model(
     model: BaseEstimator,
     features: pd.DataFrame,
-    registered_name: str,
     *,
     serialization_format: str = SKOPS,
-) -> RegisteredModel:
-    """Log ``model`` to the active run (signature inferred from ``features``) and register it
-    as a new version of ``registered_name``.
+    extra_requirements: tuple[str, ...] = (),
+) -> LoggedModel:
+    """Log ``model`` to the active run with a signature inferred from ``features`` and an input
+    example.
 
     skops (MLflow's safe default) is right for small models; it takes minutes on a TF-IDF model
     with a large vocabulary, where cloudpickle takes under a second. Both this platform writes
@@ -56,16 +64,33 @@ def log_and_register(
         name="model",
         signature=infer_signature(example, model.predict(example)),
         input_example=example,
-        pip_requirements=model_requirements(serialization_format),
+        pip_requirements=[*model_requirements(serialization_format), *extra_requirements],
         serialization_format=serialization_format,
-        registered_model_name=registered_name,
     )
+    return LoggedModel(model_uri=info.model_uri, run_id=info.run_id)
+
+
+def register(logged: LoggedModel, registered_name: str) -> RegisteredModel:
+    """A new version of ``registered_name`` from a logged model."""
+    version = mlflow.register_model(logged.model_uri, registered_name).version
     return RegisteredModel(
         name=registered_name,
-        version=str(info.registered_model_version),
-        model_uri=f"models:/{registered_name}/{info.registered_model_version}",
-        run_id=info.run_id,
+        version=str(version),
+        model_uri=f"models:/{registered_name}/{version}",
+        run_id=logged.run_id,
     )
+
+
+def log_and_register(
+    model: BaseEstimator,
+    features: pd.DataFrame,
+    registered_name: str,
+    *,
+    serialization_format: str = SKOPS,
+) -> RegisteredModel:
+    """Log ``model`` to the active run and register it as a new version of ``registered_name``."""
+    logged = log_model(model, features, serialization_format=serialization_format)
+    return register(logged, registered_name)
 
 
 def load_model(model_uri: str) -> Any:

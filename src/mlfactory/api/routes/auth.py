@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from mlfactory.accounts import authenticate
 from mlfactory.api.deps import CHALLENGE, SessionsDep, SettingsDep
 from mlfactory.api.security import create_token
+from mlfactory.api.trail import audit
 
 router = APIRouter(tags=["auth"])
 
@@ -34,8 +35,11 @@ def login(
     # argon2 work a caller can make the server do.
     request.app.state.rate_limit.hit(form.username)
     account = authenticate(sessions, form.username, form.password)
+    actor = form.username.replace("\x00", "\ufffd").strip()[:200] or "(empty user name)"
     if account is None:
+        audit(sessions, actor, "login.failed", "api")
         raise HTTPException(401, "wrong user name or password", headers=CHALLENGE)
+    audit(sessions, actor, "login", "api", detail=f"role {account.role}")
     token, lifetime = create_token(
         account.username,
         account.role,

@@ -12,6 +12,7 @@ from mlfactory.api.background import RunNotStarted, start_run
 from mlfactory.api.catalog import CatalogDep
 from mlfactory.api.deps import Admin, SessionsDep, SettingsDep, Viewer
 from mlfactory.api.schemas import MAX_ID, NO_NUL, RunDetail, RunSummary
+from mlfactory.api.trail import audit
 from mlfactory.orchestration import Pipeline
 from mlfactory.orchestration.history import get_run, latest_runs, page_runs
 from mlfactory.orchestration.records import fail_interrupted_runs
@@ -32,7 +33,9 @@ class StepInfo(BaseModel):
 class PipelineInfo(BaseModel):
     name: str
     description: str = Field(description="The first paragraph of the pipeline's description.")
-    schedule: str | None = Field(description="Cron expression or preset such as '@daily'.")
+    schedule: str | None = Field(
+        description="Cron expression, preset such as '@daily', or 'every N minutes'."
+    )
     tags: list[str]
     steps: list[StepInfo] = Field(description="In an order where each follows what it needs.")
     params_schema: dict[str, Any] = Field(description="JSON schema of the run parameters.")
@@ -110,8 +113,9 @@ def run(
     responses={422: {"description": "A parameter is unknown or has a bad value."}},
 )
 def start(
-    _: Admin,
+    account: Admin,
     settings: SettingsDep,
+    sessions: SessionsDep,
     catalog: CatalogDep,
     name: PipelineName,
     body: RunRequest,
@@ -132,6 +136,13 @@ def start(
         run_id = start_run(pipeline, params, settings)
     except RunNotStarted as exc:
         raise HTTPException(503, f"the run could not start: {exc}") from None
+    audit(
+        sessions,
+        account.username,
+        "run.trigger",
+        f"pipeline:{name}",
+        after={"run_id": run_id, "params": params.model_dump(mode="json")},
+    )
     url = f"/v1/runs/{run_id}"
     response.headers["Location"] = url
     return RunStarted(run_id=run_id, pipeline=name, url=url)
@@ -153,7 +164,7 @@ def _describe(pipeline: Pipeline, last: dict[str, Any] | None) -> PipelineInfo:
     return PipelineInfo(
         name=pipeline.name,
         description=pipeline.description.strip().split("\n\n")[0],
-        schedule=pipeline.schedule,
+        schedule=pipeline.schedule_text,
         tags=list(pipeline.tags),
         steps=steps,
         params_schema=pipeline.params.model_json_schema(),

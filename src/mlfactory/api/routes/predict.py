@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from mlfactory.api.deps import Admin, User
 from mlfactory.api.metrics import record_model_load, record_predictions
 from mlfactory.api.problems import problem
+from mlfactory.api.trail import audit
 from mlfactory.inference.champion import NoChampionError
 from mlfactory.inference.model_cache import ModelCache, ServedModel
 from mlfactory.inference.schema import UnservableModel
@@ -181,6 +182,16 @@ async def reload(name: str, request: Request, account: Admin) -> ReloadResponse:
         before, after = await run_in_threadpool(models.reload, serving.model_name)
     except (NoChampionError, UnservableModel) as exc:
         raise _unavailable(name, serving, exc) from None
+    await run_in_threadpool(
+        audit,
+        request.app.state.sessions,
+        account.username,
+        "model.reload",
+        f"model:{serving.model_name}",
+        before={"version": before},
+        after={"version": after},
+        detail=f"pipeline {name}",
+    )
     return ReloadResponse(
         pipeline=name,
         model_name=serving.model_name,
