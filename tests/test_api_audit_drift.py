@@ -36,6 +36,8 @@ def test_logins_and_run_triggers_are_audited_and_only_admins_read_the_trail(
 ) -> None:
     refused = api.client.post("/token", data={"username": "viewer", "password": "wrong"})
     assert refused.status_code == 401
+    unknown = api.client.post("/token", data={"username": "nobody", "password": "guess"})
+    assert unknown.status_code == 401  # not audited: anybody could fill the trail with names
     started = api.client.post(
         "/v1/pipelines/demo/runs", json={"params": {"rate": 0.3}}, headers=api.admin
     )
@@ -91,6 +93,9 @@ def test_the_latest_drift_report_per_data_set_is_served_and_exported(
     page = api.client.get(f"/v1/drift/{ids[1]}/html", headers=api.viewer)
     assert page.status_code == 200 and "Age" in page.text
     assert api.client.get("/v1/drift/424242", headers=api.viewer).status_code == 404
+    with sessions.begin() as session:
+        session.get_one(DriftCheck, ids[0]).html_path = "/etc/passwd"  # not a report of ours
+    assert api.client.get(f"/v1/drift/{ids[0]}/html", headers=api.viewer).status_code == 404
 
     scraped = api.client.get("/metrics", headers=api.viewer).text
     assert metric(scraped, "mlfactory_drift_psi", dataset="advertising", group="age") == (

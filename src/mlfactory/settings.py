@@ -107,6 +107,9 @@ class Settings(BaseSettings):
             self.artifacts_dir = self.home / "artifacts"
         if self.cache_dir == Path():
             self.cache_dir = self.home / "cache"
+        # Absolute, so that paths recorded by one process mean the same in another.
+        self.artifacts_dir = self.artifacts_dir.expanduser().resolve()
+        self.cache_dir = self.cache_dir.expanduser().resolve()
         return self
 
     @property

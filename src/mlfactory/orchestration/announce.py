@@ -34,6 +34,8 @@ def announce_run(
             )
     if not (settings.smtp_host or settings.notify_webhook_url):
         return
+    if outcome.status == "success" and not pipeline.notify_success:
+        return
     try:
         run = get_run(sessions, outcome.run_id) or {}
         report = RunReport(

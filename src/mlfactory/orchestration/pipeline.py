@@ -65,6 +65,7 @@ class Pipeline:
     on_failure: tuple[Hook, ...] = ()
     serving: Serving | None = None
     notify_to: tuple[str, ...] = ()  # mail recipients of this pipeline (else MLF_NOTIFY_TO)
+    notify_success: bool = True  # False: only failures are announced (frequent pipelines)
     _order: tuple[Step, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

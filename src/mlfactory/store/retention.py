@@ -30,15 +30,15 @@ class Purge:
 
 
 def purge(session: Session, what: Purge, *, dry_run: bool) -> dict[str, int]:
-    """Rows per table that match ``what``; deleted as well unless ``dry_run``. Task runs go with
-    their pipeline runs."""
+    """Rows per table that match ``what`` (``dry_run``), or deleted. Task runs go with their
+    pipeline runs; runs still going are never purged."""
     counts: dict[str, int] = {}
     for table, condition in _conditions(what).items():
-        counts[table.__tablename__] = (
-            session.scalar(select(func.count()).select_from(table).where(*condition)) or 0
-        )
-        if not dry_run:
-            session.execute(_delete(table, condition))
+        if dry_run:
+            count = session.scalar(select(func.count()).select_from(table).where(*condition))
+        else:
+            count = session.execute(_delete(table, condition)).rowcount  # type: ignore[attr-defined]
+        counts[table.__tablename__] = count or 0
     return counts
 
 
@@ -50,7 +50,8 @@ def _conditions(what: Purge) -> dict[Any, list[Any]]:
             Annotation.item_id.in_(items_of_datasets),
             Annotation.kind.in_(what.annotation_kinds),
         ],
-        PipelineRun: [PipelineRun.pipeline.in_(what.pipelines)],
+        # A run still going keeps its records: its next step would find its run gone.
+        PipelineRun: [PipelineRun.pipeline.in_(what.pipelines), PipelineRun.status != "running"],
     }
     if what.before is not None:
         conditions[Prediction].append(Prediction.created_at < what.before)

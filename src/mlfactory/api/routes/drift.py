@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from mlfactory.api.deps import SessionsDep, Viewer
+from mlfactory.api.deps import SessionsDep, SettingsDep, Viewer
 from mlfactory.api.schemas import MAX_ID, NO_NUL
 from mlfactory.store import DriftCheck
 
@@ -64,13 +64,16 @@ def drift_report(
 
 @router.get("/v1/drift/{report_id}/html", response_class=HTMLResponse)
 def drift_page(
-    _: Viewer, sessions: SessionsDep, report_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]
+    _: Viewer,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    report_id: Annotated[int, PathParam(ge=1, le=MAX_ID)],
 ) -> HTMLResponse:
-    """The report's HTML page, as written by the drift check."""
+    """The report's HTML page, as written by the drift check (only from the artefacts folder)."""
     with sessions() as session:
         check = _get(session, report_id)
-        path = Path(check.html_path) if check.html_path else None
-    if path is None or not path.is_file():
+        path = Path(check.html_path).resolve() if check.html_path else None
+    if path is None or not path.is_relative_to(settings.artifacts_dir) or not path.is_file():
         raise HTTPException(404, f"the HTML page of drift report {report_id} is gone")
     return HTMLResponse(path.read_text(encoding="utf-8"))
 

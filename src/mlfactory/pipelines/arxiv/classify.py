@@ -56,5 +56,6 @@ pipeline = Pipeline(
     retries=2,
     retry_delay=30.0,
     tags=("arxiv", "inference"),
+    notify_success=False,  # runs many times a day: only failures are mailed
     steps=(Step("classify", classify),),
 )

@@ -39,5 +39,6 @@ pipeline = Pipeline(
     retries=2,
     retry_delay=60.0,
     tags=("arxiv", "ingest"),
+    notify_success=False,  # runs many times a day: only failures are mailed
     steps=(Step("fetch", fetch),),
 )

@@ -30,7 +30,11 @@ class MaintenanceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     older_than_days: float | None = Field(
-        30.0, ge=0, description="Purge what is older than this; null with everything=true: all."
+        30.0,
+        ge=0,
+        le=36500,
+        allow_inf_nan=False,
+        description="Purge what is older than this; null with everything=true: all.",
     )
     everything: bool = Field(False, description="Purge regardless of age.")
     dry_run: bool = Field(True, description="Only report what would be purged.")

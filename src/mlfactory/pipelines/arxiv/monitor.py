@@ -30,7 +30,13 @@ SUBJECT = "subject"
 class MonitorParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    window_days: float = Field(7.0, gt=0, description="Articles loaded within this many days.")
+    window_days: float = Field(
+        7.0,
+        gt=0,
+        le=3650,
+        allow_inf_nan=False,
+        description="Articles loaded within this many days.",
+    )
     min_articles: int = Field(20, gt=0, description="Fewer recent articles: no check.")
     model_name: str = Field(MODEL_NAME, min_length=1, description="Model whose inputs to watch.")
     embeddings: bool = Field(True, description="Compare sentence-embedding projections too.")
@@ -61,7 +67,7 @@ def drift(ctx: Context) -> dict[str, Any]:
         reference_frame,
         current_frame,
         columns=[column for columns in groups.values() for column in columns],
-        categorical=[SUBJECT],
+        categorical=[SUBJECT] if SUBJECT in reference_frame else [],
         groups=groups,
         context={
             "dataset": DATASET,
@@ -105,7 +111,10 @@ def drift(ctx: Context) -> dict[str, Any]:
     }
     ctx.update_run(summary=summary)
     if report.severity.level >= Severity.ALERT.level:
-        _alert(ctx, report, params.model_name)
+        try:
+            _alert(ctx, report, params.model_name)
+        except Exception:  # the report is stored: a retry of the step would store it twice
+            ctx.log.exception("the drift alert of report %s was not sent", check_id)
     return summary
 
 

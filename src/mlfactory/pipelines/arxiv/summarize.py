@@ -20,7 +20,12 @@ from mlfactory.pipelines.arxiv.articles import DATASET
 class SummarizeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    batch_size: int = Field(10, gt=0, description="Articles claimed per batch.")
+    batch_size: int = Field(
+        2,
+        gt=0,
+        description="Articles claimed per batch; on PostgreSQL they stay locked while the chat "
+        "API answers, so keep it small.",
+    )
     limit: int | None = Field(None, gt=0, description="Most articles summarised by one run.")
 
 
@@ -44,5 +49,6 @@ pipeline = Pipeline(
     retries=1,
     retry_delay=60.0,
     tags=("arxiv", "enrich", "llm"),
+    notify_success=False,  # runs many times a day: only failures are mailed
     steps=(Step("summarize", summarize),),
 )
