@@ -206,30 +206,34 @@ def test_a_failed_article_stays_pending_without_a_summary_and_a_later_run_comple
     items = articles(sessions)
     ids = sorted(items)
     down, cut = flat(items[ids[1]]["title"]), flat(items[ids[6]]["title"])
+    filtered = flat(items[ids[8]]["title"])
 
     def failing(body: dict[str, Any]) -> Status | Reply | None:
         prompt = body["messages"][-1]["content"]
         if down in prompt:
             return Status(500)
+        if filtered in prompt:
+            return Reply(finish_reason="content_filter")
         return Reply(finish_reason="length") if cut in prompt else None
 
     llm.rule = failing
     result = summarize_pending(sessions, settings, DATASET, batch_size=4, backoff=FAST)
 
-    assert (result.summarised, result.failed, result.stopped_early) == (8, 2, False)
+    assert (result.summarised, result.failed, result.stopped_early) == (7, 3, False)
     assert result.failures == {
         "HTTP 500 Internal Server Error (gave up after 3 attempts)": 1,
         f"the answer was cut at max_tokens={settings.llm_max_tokens}: raise MLF_LLM_MAX_TOKENS": 1,
+        "the answer is not complete (finish_reason 'content_filter')": 1,
     }
     assert len(requests_for(llm, items[ids[1]])) == 3  # retried, but not claimed again
     assert len(requests_for(llm, items[ids[6]])) == 1  # not retried: the same cut would come
     done = summaries(sessions)
-    assert set(done) == set(ids) - {ids[1], ids[6]}
+    assert set(done) == set(ids) - {ids[1], ids[6], ids[8]}
 
     llm.rule = lambda _body: None  # the service recovers
     later = summarize_pending(sessions, settings, DATASET, batch_size=4, backoff=FAST)
 
-    assert (later.summarised, later.failed) == (2, 0)
+    assert (later.summarised, later.failed) == (3, 0)
     done = summaries(sessions)
     assert set(done) == set(ids) and {len(rows) for rows in done.values()} == {1}
     assert done[ids[1]][0].content == requests_for(llm, items[ids[1]])[-1].answer

@@ -65,7 +65,10 @@ def article_page(
         )
     return {
         "total": total,
-        "subjects": {str(label): count for label, count in sorted(subjects, key=_by_count)},
+        # Unlabelled articles count in the total, not as a subject named "None".
+        "subjects": {
+            label: count for label, count in sorted(subjects, key=_by_count) if label is not None
+        },
         "articles": [
             _article(item, predictions.get(item.id)) | {"summarised": item.id in summarised}
             for item in items

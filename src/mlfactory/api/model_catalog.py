@@ -10,6 +10,7 @@ it does not know is ``None``.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ PROMOTION_TAG = "promotion"
 """Set on a model version by the champion rule (``training/promote.py``): its verdict."""
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 _PAGE = 100  # registered models per registry request
+_USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
 
 
 class _NotFound(Exception):
@@ -42,11 +44,17 @@ def _reading() -> Iterator[None]:
     except MlflowException as exc:
         if exc.error_code in _NOT_FOUND:
             raise _NotFound from None
-        raise RegistryUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise RegistryUnavailable(_without_credentials(f"{type(exc).__name__}: {exc}")) from exc
     except (_NotFound, RegistryUnavailable):
         raise
     except Exception as exc:
-        raise RegistryUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise RegistryUnavailable(_without_credentials(f"{type(exc).__name__}: {exc}")) from exc
+
+
+def _without_credentials(message: str) -> str:
+    """``message`` with the user and password of any URL in it (``scheme://user:pw@host``)
+    replaced: MLflow's errors quote the tracking URI, which may carry them."""
+    return _USERINFO.sub(r"\1***@", message)
 
 
 def mlflow_ui(tracking_uri: str) -> str | None:

@@ -148,6 +148,8 @@ class ChatClient:
             raise _Transient(f"timed out ({type(exc).__name__})") from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise _Transient(f"connection failed ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:  # proxy, decoding, protocol misuse: not worth a retry
+            raise ChatError(f"request failed ({type(exc).__name__})") from exc
         status = response.status_code
         if status == HTTPStatus.TOO_MANY_REQUESTS:
             retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -165,10 +167,15 @@ class ChatClient:
             text = _content_text(choice["message"]["content"])
         except (ValueError, LookupError, TypeError) as exc:
             raise ChatError("malformed answer: no choices[0].message.content") from exc
-        if choice.get("finish_reason") == "length":
+        finish = choice.get("finish_reason")
+        if finish == "length":
             raise ChatError(
                 f"the answer was cut at max_tokens={self.max_tokens}: raise MLF_LLM_MAX_TOKENS"
             )
+        if finish == "error":  # Mistral: generation stopped partway; worth another try
+            raise _Transient("the model stopped with an error")
+        if finish not in ("stop", None):  # model_length, content_filter, ...: not a whole answer
+            raise ChatError(f"the answer is not complete (finish_reason {finish!r})")
         if not text.strip():
             raise ChatError("empty answer")
         usage = body.get("usage")

@@ -120,15 +120,14 @@ def _claim(
 
 def _secrets(settings: Settings) -> list[str]:
     """What must never reach a log or the store: the SMTP password and the webhook URL (its path
-    is the webhook's token)."""
+    is the webhook's token, and some services put it in the query string instead)."""
     found = []
     if settings.smtp_password is not None and settings.smtp_password.get_secret_value():
         found.append(settings.smtp_password.get_secret_value())
     if settings.notify_webhook_url:
         found.append(settings.notify_webhook_url)
-        path = urlsplit(settings.notify_webhook_url).path
-        if path.strip("/"):
-            found.append(path)
+        parts = urlsplit(settings.notify_webhook_url)
+        found += [part for part in (parts.path, parts.query) if part.strip("/")]
     return found
 
 

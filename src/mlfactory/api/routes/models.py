@@ -176,7 +176,7 @@ def inputs(
     name: ModelName,
     version: Annotated[
         str | None,
-        Query(max_length=20, pattern=r"^[0-9]+$", description="Default: the champion."),
+        Query(max_length=9, pattern=r"^[1-9][0-9]*$", description="Default: the champion."),
     ] = None,
 ) -> ModelInputs:
     """The input columns of a version (from its signature) and a record logged as its example."""

@@ -35,10 +35,12 @@ def main() -> None:
     if not allowed:
         st.warning("Predictions need the role user or admin; this account is a viewer.")
     with st.form(f"predict-{pipeline}"):
-        record = {
+        fields = {
             column["name"]: _field(pipeline, column, (schema["example"] or {}).get(column["name"]))
             for column in schema["columns"]
         }
+        # An optional field left empty is left out, for the model to treat as missing.
+        record = {name: value for name, value in fields.items() if value is not None}
         submitted = st.form_submit_button("Predict", disabled=not allowed)
     answers = st.session_state.setdefault(ANSWER, {})
     if submitted:
@@ -48,16 +50,27 @@ def main() -> None:
 
 
 def _field(pipeline: str, column: dict[str, Any], example: Any) -> Any:
-    """The input widget of one column, starting at the model's logged example."""
+    """The input widget of one column, starting at the model's logged example (empty, for an
+    optional number without a usable example)."""
     name, kind, key = column["name"], column["type"], f"{pipeline}:{column['name']}"
-    label = name if column["required"] else f"{name} (optional)"
+    required = column["required"]
+    label = name if required else f"{name} (optional)"
     if kind in INTEGERS:
-        return st.number_input(label, value=int(example or 0), step=1, key=key)
+        start = _number(example, int, 0 if required else None)
+        return st.number_input(label, value=start, step=1, key=key)
     if kind in NUMBERS:
-        return st.number_input(label, value=float(example or 0.0), key=key)
+        start = _number(example, float, 0.0 if required else None)
+        return st.number_input(label, value=start, key=key)
     if kind == "boolean":
         return st.checkbox(label, value=bool(example), key=key)
     return st.text_input(label, value="" if example is None else str(example), key=key)
+
+
+def _number(example: Any, kind: type[int] | type[float], default: Any) -> Any:
+    try:
+        return default if example is None else kind(example)
+    except (TypeError, ValueError):  # an example the widget cannot start from
+        return default
 
 
 def _answer(response: dict[str, Any]) -> None:
