@@ -366,3 +366,20 @@ def test_rows_the_store_cannot_keep_are_rejected_on_every_backend(sessions) -> N
     ]
     assert rejected[0].key == "k" * 500  # kept as far as the store allows
     assert rejected[3].raw == "a,\ufffd,b"
+
+
+def test_history_of_a_load_covers_its_own_items_only(sessions) -> None:
+    """A second data set's insert history names its own items, unlabelled ones included."""
+    load_batch(sessions, "first", [Record("a", {"n": 1}, "x"), Record("b", {"n": 2}, "y")])
+    second = load_batch(sessions, "second", [Record("a", {"n": 3}), Record("c", {"n": 4}, "z")])
+    with sessions() as session:
+        rows = session.execute(
+            select(Item.key, ItemHistory.after)
+            .join(Item, Item.id == ItemHistory.item_id)
+            .where(ItemHistory.batch_id == second.batch_id)
+            .order_by(Item.key)
+        ).all()
+    assert rows == [
+        ("a", {"data": {"n": 3}, "label": None}),
+        ("c", {"data": {"n": 4}, "label": "z"}),
+    ]
