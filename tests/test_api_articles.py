@@ -10,17 +10,20 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlfactory.accounts import add_user
+from mlfactory.api.article_queries import ARXIV as PAPERS
+from mlfactory.api.article_queries import ArticleFilter, article_page, newest_first
 from mlfactory.api.main import create_app
+from mlfactory.api.queries import item_conditions
 from mlfactory.ingest.loader import Record, load_batch
 from mlfactory.settings import Settings
 from mlfactory.store import Annotation, Item, Prediction
@@ -268,3 +271,50 @@ def test_no_articles_before_the_first_load(
         "subjects": {},
         "articles": [],
     }
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_postgresql_reads_pages_of_articles_from_the_published_index(
+    settings: Settings, sessions: sessionmaker[Session], datasets_dir: Path
+) -> None:
+    """The index of migration 0005 serves the page query the route runs (same statement, same
+    bound parameters) over 3000 papers beside 3000 items of another data set, without a sort;
+    the order stays newest first, undated papers last."""
+    records = []
+    for copy in range(30):
+        for paper in paper_records(datasets_dir):
+            data = dict(paper.data)
+            if (copy + paper.line) % 40 == 0:
+                del data["published"]
+            else:
+                moment = datetime.fromisoformat(data["published"]) - timedelta(days=copy)
+                data["published"] = moment.isoformat()
+            key = f"{paper.key}/{copy}"
+            records.append(Record(key=key, data=data, label=paper.label, line=len(records) + 1))
+    ids = store_papers(sessions, records)
+    others = [
+        Record(key=str(n), data={"published": "2099-01-01T00:00:00+00:00"}) for n in range(3000)
+    ]
+    load_batch(sessions, "other", others)
+    subject = Counter(r.label for r in records).most_common(1)[0][0]
+    with sessions() as session:
+        session.execute(text("ANALYZE items"))  # statistics as autovacuum would gather them
+        for where in (ArticleFilter(), ArticleFilter(subject=subject)):
+            page = newest_first(item_conditions(session, PAPERS, where.items()), 20, 40)
+            query = page.compile(dialect=session.get_bind().dialect)
+            plan = "\n".join(
+                session.connection().exec_driver_sql(f"EXPLAIN {query}", query.params).scalars()
+            )
+            # The planner picks the index on its own here: no enable_seqscan = off needed.
+            assert "Index Scan using ix_items_arxiv_published on items" in plan, plan
+            assert "Sort" not in plan, plan
+
+    published = {ids[r.key]: r.data.get("published") for r in records}
+    expected = sorted(
+        published, key=lambda i: (published[i] is not None, published[i] or "", i), reverse=True
+    )
+    listed = article_page(sessions, ArticleFilter(), len(records), 0)["articles"]
+    assert [a["id"] for a in listed] == expected
+    undated = sum(1 for moment in published.values() if moment is None)
+    assert undated > 0
+    assert {a["published"] for a in listed[-undated:]} == {None}

@@ -9,6 +9,7 @@ pipelines do it; one more version is registered by hand, outside any run.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mlfactory.accounts import add_user
 from mlfactory.api.main import create_app
 from mlfactory.api.model_catalog import mlflow_ui, model_link
+from mlfactory.api.registry import PIPELINE_RUN_TAG
 from mlfactory.orchestration import Context, Pipeline, Step, run_pipeline
 from mlfactory.pipelines.common import registered_output, training_run
 from mlfactory.settings import Settings
@@ -263,6 +265,130 @@ def test_a_model_without_a_signature_cannot_describe_its_inputs(
     response = client.get(f"/v1/models/{model_name}/inputs?version=1", headers=viewer)
     assert response.status_code == 503
     assert "no input signature" in response.json()["detail"]
+
+
+class CallCount:
+    """Counts the calls to the registry methods of every MlflowClient (the API's own included),
+    each still answered by the real method."""
+
+    METHODS = (
+        "search_registered_models",
+        "get_registered_model",
+        "search_model_versions",
+        "get_model_version",
+        "search_experiments",
+        "search_runs",
+        "get_run",
+    )
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: Counter[str] = Counter()
+        for name in self.METHODS:
+            monkeypatch.setattr(
+                MlflowClient, name, self._counted(name, getattr(MlflowClient, name))
+            )
+
+    def _counted(self, name: str, method: Any) -> Any:
+        def counted(client: MlflowClient, *args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return method(client, *args, **kwargs)
+
+        return counted
+
+    def of(self, request: Any) -> tuple[Any, dict[str, int]]:
+        """What ``request()`` answers, and the calls it made."""
+        self.calls.clear()
+        answer = request()
+        return answer, {name: count for name, count in self.calls.items() if count}
+
+
+@sqlite_only
+def test_the_models_routes_make_as_many_registry_calls_for_many_versions_as_for_few(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    model_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runs behind the versions shown come in one search (never one get_run per version)
+    and the champion's version from those at hand, so 12 versions cost the calls 4 do; each
+    version still shows its own run's metrics and pipeline run."""
+    mlflow_client = use_tracking(settings)
+    # Runs in two experiments, as when a version is registered by hand beside the pipeline's.
+    experiments = [experiment_id(name, settings) for name in (model_name, f"{model_name}-hand")]
+    mlflow_client.create_registered_model(model_name)
+    logged: dict[str, tuple[dict[str, float], int]] = {}  # version -> metrics, pipeline run
+
+    def register(run: bool = True) -> str:
+        if not run:
+            return str(mlflow_client.create_model_version(model_name, "/nowhere/model").version)
+        number = len(logged) + 1
+        run_id = mlflow_client.create_run(experiments[number % 2]).info.run_id
+        metrics = {"roc_auc": 0.5 + number / 100, "train_accuracy": 0.9 - number / 100}
+        for key, value in metrics.items():
+            mlflow_client.log_metric(run_id, key, value)
+        mlflow_client.set_tag(run_id, PIPELINE_RUN_TAG, str(1000 + number))
+        version = mlflow_client.create_model_version(
+            model_name, f"runs:/{run_id}/model", run_id=run_id
+        ).version
+        logged[str(version)] = metrics, 1000 + number
+        return str(version)
+
+    champion = register()
+    mlflow_client.set_registered_model_alias(model_name, "champion", champion)
+    deleted = register()
+    mlflow_client.delete_run(mlflow_client.get_model_version(model_name, deleted).run_id)
+    no_such_run = "0123456789abcdef" * 2
+    gone = mlflow_client.create_model_version(
+        model_name, f"runs:/{no_such_run}/model", run_id=no_such_run
+    ).version
+    runless = register(run=False)
+    api, viewer = api_client(settings, sessions)
+    count = CallCount(monkeypatch)
+
+    def get(path: str, **params: Any) -> Any:
+        response = api.get(path, params=params, headers=viewer)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def calls() -> dict[str, dict[str, int]]:
+        every, every_calls = count.of(lambda: get(f"/v1/models/{model_name}"))
+        newest, newest_calls = count.of(lambda: get(f"/v1/models/{model_name}", limit=2))
+        listed, list_calls = count.of(lambda: get("/v1/models"))
+        (summary,) = [model for model in listed if model["name"] == model_name]
+        assert len(every["versions"]) == len(logged) + 2
+        assert [v["version"] for v in newest["versions"]] == [
+            v["version"] for v in every["versions"][:2]
+        ]
+        champion_metrics = pytest.approx(logged[champion][0])
+        for version in every["versions"]:
+            metrics, pipeline_run = logged.get(version["version"], ({}, None))
+            assert version["metrics"] == pytest.approx(metrics), version
+            assert version["pipeline_run_id"] == pipeline_run, version
+        shown = {version["version"]: version for version in every["versions"]}
+        assert shown[deleted]["metrics"]  # a deleted run keeps its metrics, as get_run gives
+        assert (shown[str(gone)]["mlflow_run_id"], shown[str(gone)]["metrics"]) == (no_such_run, {})
+        assert (shown[runless]["mlflow_run_id"], shown[runless]["metrics"]) == (None, {})
+        for model in (every, newest, summary):
+            assert model["champion_version"] == champion
+            assert model["champion_metrics"] == champion_metrics
+        return {"detail": every_calls, "newest two": newest_calls, "list": list_calls}
+
+    few = calls()
+    for _ in range(8):
+        register()
+    many = calls()
+
+    assert many == few
+    for made in many.values():
+        assert "get_run" not in made
+        assert made["search_runs"] == 1
+        assert made["search_experiments"] == 1
+    # The champion (version 1) is among all the versions listed; outside the newest two and
+    # not the latest, it is read on its own there (and in the list, beside the champions of
+    # the other models in the session's registry that are not their model's latest either).
+    assert "get_model_version" not in many["detail"]
+    assert many["newest two"]["get_model_version"] == 1
+    assert many["list"]["get_model_version"] >= 1
 
 
 @sqlite_only

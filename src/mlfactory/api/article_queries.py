@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlfactory.api.queries import ItemFilter, item_conditions, latest_predictions
@@ -46,14 +46,7 @@ def article_page(
         subjects = session.execute(
             select(Item.label, func.count()).where(*conditions).group_by(Item.label)
         ).all()
-        published = Item.data["published"].as_string()
-        items = session.scalars(
-            select(Item)
-            .where(*conditions)
-            .order_by(published.desc().nulls_last(), Item.id.desc())
-            .limit(limit)
-            .offset(offset)
-        ).all()
+        items = session.scalars(newest_first(conditions, limit, offset)).all()
         ids = [item.id for item in items]
         predictions = latest_predictions(session, ids, where.model)
         summarised = set(
@@ -74,6 +67,22 @@ def article_page(
             for item in items
         ],
     }
+
+
+def newest_first(
+    conditions: list[ColumnElement[bool]], limit: int, offset: int
+) -> Select[tuple[Item]]:
+    """The page of papers matching ``conditions`` (:func:`~.queries.item_conditions` of
+    ``arxiv``), newest published first. On PostgreSQL the index ``ix_items_arxiv_published``
+    (``store/tables.py``, migration 0005) holds this order: change one with the other."""
+    published = Item.data["published"].as_string()
+    return (
+        select(Item)
+        .where(*conditions)
+        .order_by(published.desc().nulls_last(), Item.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
 
 
 def article_detail(sessions: Sessions, item_id: int) -> dict[str, Any] | None:

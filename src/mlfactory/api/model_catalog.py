@@ -5,6 +5,11 @@ version (what a prediction form asks for).
 Reads go through the client of :class:`~mlfactory.api.registry.ModelRegistry`. A registry that
 does not answer raises :class:`~mlfactory.api.registry.RegistryUnavailable`; a model or version
 it does not know is ``None``.
+
+The calls a listing makes do not grow with the number of versions: the MLflow runs behind the
+versions shown are read together (one search per 100 runs, in the experiments listed once), and
+a champion's version is taken from the versions at hand (those listed, the model's latest), read
+on its own only when it is older than them.
 """
 
 from __future__ import annotations
@@ -12,14 +17,16 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from mlflow.entities import Run, ViewType
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from mlfactory.api.registry import PIPELINE_RUN_TAG, ModelRegistry, RegistryUnavailable
 from mlfactory.inference.champion import CHAMPION
@@ -29,6 +36,9 @@ PROMOTION_TAG = "promotion"
 """Set on a model version by the champion rule (``training/promote.py``): its verdict."""
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 _PAGE = 100  # registered models per registry request
+_RUNS_PER_SEARCH = 100  # run ids in one search_runs filter
+_EXPERIMENTS_PAGE = 1000
+_RUN_ID = re.compile(r"[0-9A-Za-z_-]+")  # what an MLflow run id is made of (quote-free)
 _USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
 
 
@@ -89,17 +99,22 @@ def list_models(registry: ModelRegistry) -> list[dict[str, Any]]:
             token = page.token
             if not token:
                 break
-        return [_model_dict(registry, model) for model in models]
+        champions = {model.name: _champion(client, model, []) for model in models}
+        runs = _runs(client, [v.run_id for v in champions.values() if v is not None])
+        return [_model_dict(model, champions[model.name], runs) for model in models]
 
 
 def model_detail(registry: ModelRegistry, name: str, limit: int) -> dict[str, Any] | None:
     """One model and its ``limit`` newest versions, each with its MLflow run's metrics."""
+    client = registry.client
     try:
         with _reading():
-            model = registry.client.get_registered_model(name)
-            versions = _versions(registry, name, limit)
-            return _model_dict(registry, model) | {
-                "versions": [_version_dict(registry, model, version) for version in versions]
+            model = client.get_registered_model(name)
+            versions = _versions(client, name, limit)
+            champion = _champion(client, model, versions)
+            runs = _runs(client, [v.run_id for v in [*versions, champion] if v is not None])
+            return _model_dict(model, champion, runs) | {
+                "versions": [_version_dict(model, version, runs) for version in versions]
             }
     except _NotFound:
         return None
@@ -146,8 +161,8 @@ def version_inputs(registry: ModelRegistry, name: str, version: str | None) -> d
     }
 
 
-def _versions(registry: ModelRegistry, name: str, limit: int) -> list[ModelVersion]:
-    found = registry.client.search_model_versions(
+def _versions(client: MlflowClient, name: str, limit: int) -> list[ModelVersion]:
+    found = client.search_model_versions(
         _name_filter(name), max_results=max(limit, 1) * 2, order_by=["version_number DESC"]
     )
     return [version for version in found if version.name == name][:limit]
@@ -163,9 +178,10 @@ def _name_filter(name: str) -> str:
     return f"name LIKE '{name.split(chr(39))[0]}%'"
 
 
-def _model_dict(registry: ModelRegistry, model: RegisteredModel) -> dict[str, Any]:
+def _model_dict(
+    model: RegisteredModel, champion: ModelVersion | None, runs: dict[str, Run]
+) -> dict[str, Any]:
     aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
-    champion = aliases.get(CHAMPION)
     latest = max((int(v.version) for v in model.latest_versions or ()), default=None)
     return {
         "name": model.name,
@@ -174,28 +190,36 @@ def _model_dict(registry: ModelRegistry, model: RegisteredModel) -> dict[str, An
         "updated_at": _moment(model.last_updated_timestamp),
         "latest_version": None if latest is None else str(latest),
         "aliases": aliases,
-        "champion_version": champion,
-        "champion_metrics": _champion_metrics(registry, model.name, champion),
+        "champion_version": aliases.get(CHAMPION),
+        "champion_metrics": _run(runs, champion.run_id)[0] if champion else {},
     }
 
 
-def _champion_metrics(registry: ModelRegistry, name: str, champion: str | None) -> dict[str, float]:
-    if champion is None:
-        return {}
+def _champion(
+    client: MlflowClient, model: RegisteredModel, versions: list[ModelVersion]
+) -> ModelVersion | None:
+    """The version the ``champion`` alias names: one of ``versions`` or of the model's latest
+    versions when it is there, else read from the registry; None without a champion, or when
+    the alias moved on to a version since deleted."""
+    number = (model.aliases or {}).get(CHAMPION)
+    if number is None:
+        return None
+    for version in [*versions, *(model.latest_versions or ())]:
+        if version.name == model.name and str(version.version) == str(number):
+            return version
     try:
-        run_id = registry.client.get_model_version(name, champion).run_id
+        return client.get_model_version(model.name, str(number))
     except MlflowException as exc:
         if exc.error_code in _NOT_FOUND:  # the alias moved on meanwhile
-            return {}
+            return None
         raise
-    return _run(registry, run_id)[0] if run_id else {}
 
 
 def _version_dict(
-    registry: ModelRegistry, model: RegisteredModel, version: ModelVersion
+    model: RegisteredModel, version: ModelVersion, runs: dict[str, Run]
 ) -> dict[str, Any]:
     number = str(version.version)
-    metrics, pipeline_run_id = _run(registry, version.run_id) if version.run_id else ({}, None)
+    metrics, pipeline_run_id = _run(runs, version.run_id)
     return {
         "version": number,
         "created_at": _moment(version.creation_timestamp),
@@ -208,15 +232,54 @@ def _version_dict(
     }
 
 
-def _run(registry: ModelRegistry, run_id: str) -> tuple[dict[str, float], int | None]:
-    """The metrics of an MLflow run and the pipeline run it is tagged with ({} and None for a
-    run the tracking store no longer has)."""
+def _runs(client: MlflowClient, run_ids: Iterable[str | None]) -> dict[str, Run]:
+    """The MLflow runs of ``run_ids`` the tracking store still has (deleted ones included), by
+    id: one search per ``_RUNS_PER_SEARCH`` ids, in every experiment. An id no run can have
+    (no quote may go into the filter) is left out, as a run the store no longer has."""
+    wanted = sorted({run_id for run_id in run_ids if run_id and _RUN_ID.fullmatch(run_id)})
+    if not wanted:
+        return {}
     try:
-        run = registry.client.get_run(run_id)
+        experiments = _experiment_ids(client)
+        runs: dict[str, Run] = {}
+        for start in range(0, len(wanted), _RUNS_PER_SEARCH):
+            chunk = wanted[start : start + _RUNS_PER_SEARCH]
+            listed = ", ".join(f"'{run_id}'" for run_id in chunk)
+            found = client.search_runs(
+                experiments,
+                f"attributes.run_id IN ({listed})",
+                run_view_type=ViewType.ALL,
+                max_results=len(chunk),
+            )
+            runs.update((run.info.run_id, run) for run in found)
     except MlflowException as exc:
-        if exc.error_code in _NOT_FOUND:
-            return {}, None
+        if exc.error_code in _NOT_FOUND:  # no unknown model or version here: a failed search
+            message = _without_credentials(f"{type(exc).__name__}: {exc}")
+            raise RegistryUnavailable(message) from exc
         raise
+    return runs
+
+
+def _experiment_ids(client: MlflowClient) -> list[str]:
+    """Every experiment, deleted ones included (their runs still answer ``get_run``)."""
+    ids: list[str] = []
+    token = None
+    while True:
+        page = client.search_experiments(
+            view_type=ViewType.ALL, max_results=_EXPERIMENTS_PAGE, page_token=token
+        )
+        ids.extend(experiment.experiment_id for experiment in page)
+        token = page.token
+        if not token:
+            return ids
+
+
+def _run(runs: dict[str, Run], run_id: str | None) -> tuple[dict[str, float], int | None]:
+    """The metrics of an MLflow run and the pipeline run it is tagged with ({} and None for no
+    run, or a run the tracking store no longer has)."""
+    run = runs.get(run_id) if run_id else None
+    if run is None:
+        return {}, None
     tag = run.data.tags.get(PIPELINE_RUN_TAG, "")
     return dict(run.data.metrics), int(tag) if tag.isdigit() else None
 
