@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import make_url, select
+from sqlalchemy import make_url, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from fake_llm import FakeChatServer, Hang, Received, Reply, Status
@@ -318,3 +318,38 @@ def test_two_concurrent_workers_summarise_every_article_exactly_once(
     done = summaries(sessions)
     assert len(done) == 30 and {len(rows) for rows in done.values()} == {1}
     assert len(llm.requests) == 30  # no article asked for twice: no API call wasted
+
+
+@on_postgresql
+def test_no_transaction_is_open_while_the_chat_api_answers(
+    llm_settings: Settings, llm: FakeChatServer, sessions
+) -> None:
+    """A claim is no transaction: while the API answers, the worker's connection is idle, not
+    idle in a transaction, and a load that updates the article being summarised goes through
+    at once instead of waiting for the answer."""
+    load_articles(sessions, llm_settings, 2)
+    seen: list[tuple[int, int]] = []  # (transactions left open, rows the load updated)
+
+    def meanwhile(body: dict[str, Any]) -> Reply:
+        if not seen:
+            with sessions.begin() as session:
+                session.connection().exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+                open_transactions = session.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+                    )
+                )
+                item = session.execute(
+                    select(Item.key, Item.data).where(Item.dataset == DATASET)
+                ).first()
+                assert item is not None
+            revised = Record(item.key, {**item.data, "terms": "['cs.LG']"})
+            seen.append((open_transactions, load_batch(sessions, DATASET, [revised]).rows_updated))
+        return Reply()
+
+    llm.rule = meanwhile
+    result = summarize_pending(sessions, llm_settings, DATASET, batch_size=2, backoff=FAST)
+
+    assert result.summarised == 2
+    assert seen == [(0, 1)]

@@ -159,6 +159,7 @@ def summarize_pending(
             pending_summaries(dataset),
             batches.summarize,
             _write,
+            claim=f"{KIND}:{dataset}",
             batch_size=batch_size,
             limit=limit,
             stop=lambda: batches.tripped,

@@ -7,32 +7,33 @@ can share the work. :func:`work_through` runs one worker: batch after batch, it 
 ``batch_size`` pending items, ``compute``\\ s their outputs and ``write``\\ s them, each batch
 committed on its own.
 
-PostgreSQL (the cluster store, several workers):
+PostgreSQL (the cluster store, several workers): a claim is a session-level advisory lock per
+item, in a lock space named by the work (``claim``: one for each model version's predictions,
+one for summaries), held on one pooled connection while the batch is computed and written, and
+released right after. No transaction stays open while ``compute`` runs (a call to a chat API can
+take a minute): nothing holds back vacuum, and no row lock makes a load that updates the item,
+or another kind of work on it, wait. A worker that dies loses its connection, and PostgreSQL
+drops its locks with it.
 
-- The claim is ``SELECT ... FOR NO KEY UPDATE SKIP LOCKED LIMIT n`` on ``items``, and the batch
-  keeps its locks while it is computed and written, in one transaction. Workers skip each
-  other's batches instead of waiting for them. ``NO KEY UPDATE`` rather than ``UPDATE``: it
-  excludes other claimers just the same, but does not block inserts that merely reference the
-  item (the foreign key check of another step's annotation or another model's prediction).
-- A claim often returns items another worker has just finished: the claim's snapshot is taken
-  when the statement starts, before that worker commits, and the row lock is free again by the
-  time the scan reaches the row (the item row itself is not changed, so PostgreSQL does not
-  re-check it). So once the locks are held, a second statement, with a fresh snapshot, drops
-  the claimed items that are no longer pending; whoever finished them had to commit before this
-  transaction could lock them, so the check is exact among claimers and no work is wasted.
-- When nothing can be claimed but items are still pending, they are locked by another
-  transaction (another worker's batch, another step, a load in progress): the worker looks
-  again every ``retry_delay`` seconds and stops after ``patience`` seconds without a claim,
-  leaving them for later.
+- A worker reads the pending items that no one has claimed (the claimed ones are listed from
+  ``pg_locks``), tries to lock up to ``batch_size`` of them without waiting
+  (``pg_try_advisory_lock``) and works on those it got: workers skip each other's batches.
+- Once the locks are held, a second statement drops the claimed items that are no longer
+  pending: another worker may have written them and released its locks between the two reads.
+  Whoever finished them committed before releasing, so the check is exact among claimers and
+  no work is wasted.
+- When nothing can be claimed but items are still pending, other workers hold them: the worker
+  looks again every ``retry_delay`` seconds and stops after ``patience`` seconds without a
+  claim, leaving them for later.
 
-SQLite (the embedded store, one writer at a time, no row locks): the pending items are read
-without a lock and computed outside any transaction, so the database's single write lock is not
-held during slow work (a call to a chat API can take seconds); the outputs are then written in a
-``BEGIN IMMEDIATE`` transaction, which takes the write lock first. Two workers on one SQLite file
-may compute the same item, but never write it twice.
+SQLite (the embedded store, one writer at a time, nothing to claim with): the pending items are
+read without a lock and computed outside any transaction, so the database's single write lock is
+not held during slow work; the outputs are then written in a ``BEGIN IMMEDIATE`` transaction,
+which takes the write lock first. Two workers on one SQLite file may compute the same item, but
+never write it twice.
 
 On both, the outputs of items that stopped being pending while they were computed (someone that
-does not claim first wrote theirs) are dropped just before writing, under the locks.
+does not claim first wrote theirs) are dropped just before writing, in the writing transaction.
 
 ``compute`` may leave items out of its answer (it failed on them): they stay pending, and the
 worker does not claim them again during this call, so one bad item cannot stall it.
@@ -42,11 +43,12 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, Select
+from sqlalchemy import Connection, Row, Select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlfactory.store.tables import Item
@@ -58,6 +60,21 @@ Write = Callable[[Session, Mapping[int, Output]], int]
 
 LOCKED_RETRY_DELAY = 0.05  # seconds between looks while every pending item is locked by others
 LOCKED_PATIENCE = 30.0  # seconds without a claim after which locked items are left for later
+
+# The claims of a lock space in this database: advisory locks with two int keys (space, item).
+_CLAIMED = text(
+    "SELECT objid::bigint FROM pg_locks"
+    " WHERE locktype = 'advisory' AND objsubid = 2 AND classid = CAST(:space AS bigint)::oid"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+_TRY_LOCK = text(
+    "SELECT id FROM unnest(CAST(:ids AS integer[])) AS id"
+    " WHERE pg_try_advisory_lock(CAST(:space AS integer), id)"
+)
+_UNLOCK = text(
+    "SELECT pg_advisory_unlock(CAST(:space AS integer), id)"
+    " FROM unnest(CAST(:ids AS integer[])) AS id"
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +94,7 @@ def work_through(
     compute: Compute[Output],
     write: Write[Output],
     *,
+    claim: str,
     batch_size: int,
     limit: int | None = None,
     stop: Callable[[], bool] = lambda: False,
@@ -89,7 +107,8 @@ def work_through(
     ``pending`` selects ``Item.id`` (labelled ``id``) first, then what ``compute`` needs, from
     ``items``, for the pending items only, in a stable order. ``compute`` gets the claimed rows
     and returns the outputs by item id; ``write`` inserts them in the batch's transaction and
-    returns how many it wrote.
+    returns how many it wrote. ``claim`` names the work: workers with the same name share it,
+    each item claimed by one of them at a time.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -99,7 +118,7 @@ def work_through(
     skipped: set[int] = set()  # claimed by this call and left pending by compute
     with sessions() as probe:
         on_postgresql = _dialect(probe) == "postgresql"
-    work = _claim_and_work if on_postgresql else _read_and_work
+    work = _Claims(claim) if on_postgresql else _read_and_work
     last_claim = time.monotonic()
     while (limit is None or written < limit) and not stop():
         size = batch_size if limit is None else min(batch_size, limit - written)
@@ -110,8 +129,7 @@ def work_through(
                 break
             if time.monotonic() - last_claim > patience:
                 logger.warning(
-                    "pending items stayed locked by other transactions for %.0fs; "
-                    "left for a later run",
+                    "pending items stayed claimed by other workers for %.0fs; left for a later run",
                     patience,
                 )
                 break
@@ -130,24 +148,75 @@ def work_through(
 _Batch = tuple[list[int], Mapping[int, Any], int] | None  # claimed ids, outputs, written
 
 
-def _claim_and_work(
-    sessions: Sessions, query: Select[Any], size: int, compute: Compute[Any], write: Write[Any]
-) -> _Batch:
-    """PostgreSQL: one transaction claims (locks), computes and writes; None if nothing could
-    be locked."""
-    with sessions.begin() as session:
-        locked = session.execute(
-            query.limit(size).with_for_update(skip_locked=True, key_share=True, of=Item)
-        ).all()
-        if not locked:
-            return None
-        current = _still_pending(session, query, [row.id for row in locked])
-        claimed = [row for row in locked if row.id in current]
-        logger.debug("%d items locked, %d still pending", len(locked), len(claimed))
+class _Claims:
+    """PostgreSQL: claim a batch with advisory locks in the lock space of ``name``, compute it
+    with no transaction open, write it in a short one, release the claims; None if nothing
+    could be claimed."""
+
+    def __init__(self, name: str) -> None:
+        self.space = claim_space(name)
+
+    def __call__(
+        self,
+        sessions: Sessions,
+        query: Select[Any],
+        size: int,
+        compute: Compute[Any],
+        write: Write[Any],
+    ) -> _Batch:
+        with sessions() as probe:
+            engine = probe.get_bind()
+        with engine.connect() as connection:
+            ids = self._lock(connection, query, size)
+            if not ids:
+                return None
+            try:
+                return self._work(connection, query, ids, compute, write)
+            finally:
+                self._release(connection, ids)
+
+    def _lock(self, connection: Connection, query: Select[Any], size: int) -> list[int]:
+        """Lock up to ``size`` pending items no one has claimed; the ids locked."""
+        with connection.begin():
+            claimed = connection.scalars(_CLAIMED, {"space": self.space}).all()
+            unclaimed = query.where(Item.id.not_in(claimed)) if claimed else query
+            candidates = connection.scalars(unclaimed.with_only_columns(Item.id).limit(size)).all()
+            if not candidates:
+                return []
+            return list(connection.scalars(_TRY_LOCK, {"space": self.space, "ids": candidates}))
+
+    def _work(
+        self,
+        connection: Connection,
+        query: Select[Any],
+        ids: list[int],
+        compute: Compute[Any],
+        write: Write[Any],
+    ) -> _Batch:
+        with connection.begin():  # a fresh snapshot: the claimed items still pending
+            claimed = connection.execute(query.where(Item.id.in_(ids))).all()
+        logger.debug("%d items claimed, %d still pending", len(ids), len(claimed))
         if not claimed:
             return [], {}, 0
-        outputs = compute(claimed)
-        return [row.id for row in claimed], outputs, _write_pending(session, query, outputs, write)
+        outputs = compute(claimed)  # no transaction open
+        with Session(bind=connection) as session, session.begin():
+            inserted = _write_pending(session, query, outputs, write)
+        return [row.id for row in claimed], outputs, inserted
+
+    def _release(self, connection: Connection, ids: list[int]) -> None:
+        """Release the claims; a connection that cannot is dropped, which releases them too."""
+        try:
+            with connection.begin():
+                connection.execute(_UNLOCK, {"space": self.space, "ids": ids})
+        except Exception:
+            logger.warning("could not release %d claims: dropping the connection", len(ids))
+            connection.invalidate()
+
+
+def claim_space(name: str) -> int:
+    """The advisory lock space (the first key of ``pg_advisory_lock(int, int)``) of the work
+    named ``name``: a stable, non-negative 32-bit hash of the name."""
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
 def _read_and_work(
