@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
-from sqlalchemy import func, make_url, select, text
+from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlfactory.errors import UserError
@@ -34,7 +34,6 @@ from mlfactory.inference.champion import NoChampionError, load_champion
 from mlfactory.ingest.loader import Record, load_batch
 from mlfactory.settings import Settings
 from mlfactory.store import Item, Prediction, session_factory
-from mlfactory.store.claims import claim_space
 
 pytestmark = pytest.mark.slow
 
@@ -246,8 +245,8 @@ def test_a_failure_keeps_committed_batches_and_a_rerun_does_the_rest(
 def test_an_item_predicted_by_another_worker_meanwhile_is_not_written_twice(
     settings: Settings, sessions, model_name: str
 ) -> None:
-    """The race a claim leaves open: a claimed item that another worker has predicted and
-    committed in the meantime. Its prediction stays; this one is dropped and not counted."""
+    """The race SKIP LOCKED leaves open: a claimed item that another transaction has predicted
+    and committed in the meantime. Its prediction stays; this one is dropped and not counted."""
     register(settings, model_name)
     load_items(sessions, settings)
     rival: list[int] = []
@@ -286,31 +285,21 @@ def test_an_item_predicted_by_another_worker_meanwhile_is_not_written_twice(
 
 
 @on_postgresql
-def test_claimed_items_are_skipped_and_row_locks_make_no_one_wait(
+def test_items_locked_by_another_transaction_are_skipped_not_waited_for(
     settings: Settings, sessions, model_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another worker holds a claim on 50 items and a load holds row locks on 50 others (the
-    lock an UPDATE takes): this worker predicts everything but the claimed items without
-    waiting, looks again for a while, and picks them up when the claim is released."""
+    """Another worker holds a batch: this one predicts everything else without waiting for it,
+    looks again for a while, and picks the batch up if it is released unpredicted."""
     register(settings, model_name)
     load_items(sessions, settings)
-    ids = select(Item.id).where(Item.dataset == DATASET).order_by(Item.id)
-    with sessions() as session:
-        everything = session.scalars(ids).all()
-    claimed, row_locked = everything[:50], everything[-50:]
-    space = claim_space(f"predictions:{DATASET}:{model_name}:1")
-    other_worker = sessions.kw["bind"].connect()
-    other_worker.execute(
-        text("SELECT pg_advisory_lock(:space, id) FROM unnest(CAST(:ids AS integer[])) AS id"),
-        {"space": space, "ids": claimed},
-    )
-    other_worker.commit()  # session-level claims outlive the transaction, as a worker's do
-    load = sessions()
-    load.connection().exec_driver_sql("SET LOCAL lock_timeout = '5s'")
-    assert (
-        len(load.scalars(ids.where(Item.id.in_(row_locked)).with_for_update(key_share=True)).all())
-        == 50
-    )
+    holder = sessions()
+    held = holder.scalars(
+        select(Item.id)
+        .where(Item.dataset == DATASET)
+        .order_by(Item.id)
+        .limit(50)
+        .with_for_update(key_share=True)
+    ).all()
 
     def predict() -> BatchPredictionResult:
         return predict_pending(
@@ -320,21 +309,17 @@ def test_claimed_items_are_skipped_and_row_locks_make_no_one_wait(
     with ThreadPoolExecutor(max_workers=1) as pool:
         try:
             monkeypatch.setattr(batch, "LOCKED_PATIENCE", 0.5)
-            first = pool.submit(predict).result(timeout=20)  # waiting for a lock would time out
+            first = pool.submit(predict).result(timeout=20)  # waiting for the lock would time out
             assert (first.predicted, first.batches) == (950, 10)
-            predicted = set(predictions_per_item(sessions, model_name))
-            assert set(row_locked) <= predicted  # while the load held their rows
-            assert not set(claimed) & predicted
-            load.rollback()
+            assert not set(held) & set(predictions_per_item(sessions, model_name))
 
             monkeypatch.setattr(batch, "LOCKED_PATIENCE", 30.0)
             second = pool.submit(predict)
             time.sleep(0.5)
-            assert not second.done()  # looking again while the items are claimed
+            assert not second.done()  # looking again while the items are locked
         finally:
-            load.close()
-            other_worker.invalidate()  # the other worker dies: its claims die with its connection
-            other_worker.close()
+            holder.rollback()  # the other worker gives its batch up, unpredicted
+            holder.close()
         assert (second.result(timeout=20).predicted, second.result().batches) == (50, 1)
     assert set(predictions_per_item(sessions, model_name).values()) == {1}
     assert len(predictions_per_item(sessions, model_name)) == 1000

@@ -8,8 +8,9 @@ model (None for an extractive summary).
 
 Work selection (:mod:`mlfactory.store.claims`): items are claimed in batches, so several workers
 share the work and a crash loses nothing; a batch's summaries are written together when the
-batch ends, so an article has its whole summary or none. On PostgreSQL a batch keeps its items
-locked while their summaries are being written by the API: keep batches small.
+batch ends, so an article has its whole summary or none. On PostgreSQL the claims are advisory
+locks (``claim`` of :func:`~mlfactory.store.claims.work_through`): no transaction stays open while
+the API answers, and a batch holds at most ``MAX_CLAIMS_PER_BATCH`` articles.
 
 Failures. An article whose summary fails (the API's retries exhausted, a refused request, a
 malformed answer, no title or abstract in the item) stays pending; the call goes on with the

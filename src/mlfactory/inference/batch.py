@@ -4,17 +4,16 @@ Work selection instead of a queue (:mod:`mlfactory.store.claims`): the work is "
 ``predictions`` row for this model name and champion version", read from the store each time, so
 a crash or a restart loses nothing (committed batches stay, the rest is still pending) and
 several workers can share the work. Each batch claims up to ``batch_size`` pending items,
-predicts them and inserts their predictions in one statement; on PostgreSQL the claim is an
-advisory lock per item, held on the worker's connection with no transaction open while the
-model predicts, and the write one short transaction; on SQLite the write is one
-``BEGIN IMMEDIATE`` transaction. Items another worker predicted meanwhile are
+predicts them and inserts their predictions in one statement; on PostgreSQL all in one
+transaction that holds the claim's row locks (``FOR NO KEY UPDATE SKIP LOCKED``), on SQLite with
+the write in a ``BEGIN IMMEDIATE`` transaction. Items another worker predicted meanwhile are
 dropped before the model sees them where possible, and always before writing. The unique index
 on (item, model name, version) with ``ON CONFLICT DO NOTHING`` remains the last guard (against a
 writer that does not claim first); only rows really inserted are counted.
 
-When nothing can be claimed but items are still pending on PostgreSQL, other workers hold them:
-the call looks again shortly and stops after ``LOCKED_PATIENCE`` seconds without a claim,
-leaving them for later.
+When nothing can be claimed but items are still pending on PostgreSQL, they are locked by another
+transaction (another worker's batch, another step, a load in progress): the call looks again
+shortly and stops after ``LOCKED_PATIENCE`` seconds without a claim, leaving them for later.
 """
 
 from __future__ import annotations
@@ -82,7 +81,6 @@ def predict_pending(
         pending_items(dataset, champion.name, champion.version),
         predict,
         _write,
-        claim=f"predictions:{dataset}:{champion.name}:{champion.version}",
         batch_size=batch_size,
         limit=limit,
         patience=LOCKED_PATIENCE,

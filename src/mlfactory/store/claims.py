@@ -7,24 +7,31 @@ can share the work. :func:`work_through` runs one worker: batch after batch, it 
 ``batch_size`` pending items, ``compute``\\ s their outputs and ``write``\\ s them, each batch
 committed on its own.
 
-PostgreSQL (the cluster store, several workers): a claim is a session-level advisory lock per
-item, in a lock space named by the work (``claim``: one for each model version's predictions,
-one for summaries), held on one pooled connection while the batch is computed and written, and
-released right after. No transaction stays open while ``compute`` runs (a call to a chat API can
-take a minute): nothing holds back vacuum, and no row lock makes a load that updates the item,
-or another kind of work on it, wait. A worker that dies loses its connection, and PostgreSQL
-drops its locks with it.
+PostgreSQL (the cluster store, several workers), two ways to hold a claim:
 
-- A worker reads the pending items that no one has claimed (the claimed ones are listed from
-  ``pg_locks``), tries to lock up to ``batch_size`` of them without waiting
-  (``pg_try_advisory_lock``) and works on those it got: workers skip each other's batches.
-- Once the locks are held, a second statement drops the claimed items that are no longer
-  pending: another worker may have written them and released its locks between the two reads.
-  Whoever finished them committed before releasing, so the check is exact among claimers and
-  no work is wasted.
-- When nothing can be claimed but items are still pending, other workers hold them: the worker
-  looks again every ``retry_delay`` seconds and stops after ``patience`` seconds without a
-  claim, leaving them for later.
+- Quick work (a model's ``predict``): ``SELECT ... FOR NO KEY UPDATE SKIP LOCKED LIMIT n`` on
+  ``items``, and the batch keeps its row locks while it is computed and written, in one
+  transaction. Workers skip each other's batches instead of waiting for them. ``NO KEY UPDATE``
+  rather than ``UPDATE``: it excludes other claimers just the same, but does not block inserts
+  that merely reference the item (the foreign key check of another step's annotation or
+  another model's prediction). Row locks live in the rows: any batch size is fine.
+- Slow work (a chat API call, which can take a minute), named by ``claim``: an advisory lock per
+  item in the lock space of that name, held on the worker's connection, and no transaction open
+  while the batch is computed; the write is one short transaction, then the claims are released.
+  Nothing holds back vacuum, and a load that updates a claimed item does not wait for the API. A
+  worker reads the items no one has claimed (listed from ``pg_locks``) and tries to lock them
+  without waiting (``pg_try_advisory_lock``). A worker that dies loses its connection, and
+  PostgreSQL drops its claims with it (after a host crash, once the server notices: TCP
+  keepalive). Advisory locks take room in the server's shared lock table, so a batch claims at
+  most ``MAX_CLAIMS_PER_BATCH`` items this way.
+
+Either way, a claim often covers items another worker has just finished (read before it
+committed, claimed after): once the claim is held, a second statement, with a fresh snapshot,
+drops the claimed items that are no longer pending. Whoever finished them committed before
+releasing them, so the check is exact among claimers and no work is wasted. When nothing can be
+claimed but items are still pending, others hold them (another worker's batch; for row locks also
+another step or a load in progress): the worker looks again every ``retry_delay`` seconds and
+stops after ``patience`` seconds without a claim, leaving them for later.
 
 SQLite (the embedded store, one writer at a time, nothing to claim with): the pending items are
 read without a lock and computed outside any transaction, so the database's single write lock is
@@ -60,6 +67,7 @@ Write = Callable[[Session, Mapping[int, Output]], int]
 
 LOCKED_RETRY_DELAY = 0.05  # seconds between looks while every pending item is locked by others
 LOCKED_PATIENCE = 30.0  # seconds without a claim after which locked items are left for later
+MAX_CLAIMS_PER_BATCH = 100  # advisory claims of one batch (the server's lock table is shared)
 
 # The claims of a lock space in this database: advisory locks with two int keys (space, item).
 _CLAIMED = text(
@@ -71,10 +79,7 @@ _TRY_LOCK = text(
     "SELECT id FROM unnest(CAST(:ids AS integer[])) AS id"
     " WHERE pg_try_advisory_lock(CAST(:space AS integer), id)"
 )
-_UNLOCK = text(
-    "SELECT pg_advisory_unlock(CAST(:space AS integer), id)"
-    " FROM unnest(CAST(:ids AS integer[])) AS id"
-)
+_UNLOCK_ALL = text("SELECT pg_advisory_unlock_all()")
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +99,8 @@ def work_through(
     compute: Compute[Output],
     write: Write[Output],
     *,
-    claim: str,
     batch_size: int,
+    claim: str | None = None,
     limit: int | None = None,
     stop: Callable[[], bool] = lambda: False,
     patience: float = LOCKED_PATIENCE,
@@ -107,18 +112,27 @@ def work_through(
     ``pending`` selects ``Item.id`` (labelled ``id``) first, then what ``compute`` needs, from
     ``items``, for the pending items only, in a stable order. ``compute`` gets the claimed rows
     and returns the outputs by item id; ``write`` inserts them in the batch's transaction and
-    returns how many it wrote. ``claim`` names the work: workers with the same name share it,
-    each item claimed by one of them at a time.
+    returns how many it wrote. ``claim`` names slow work, computed outside any transaction: on
+    PostgreSQL workers with the same name then claim its items with advisory locks, at most
+    ``MAX_CLAIMS_PER_BATCH`` per batch.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if claim is not None and batch_size > MAX_CLAIMS_PER_BATCH:
+        raise ValueError(
+            f"batch_size must be at most {MAX_CLAIMS_PER_BATCH} for work claimed by name, "
+            f"got {batch_size}"
+        )
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
     written = offered = batches = 0
     skipped: set[int] = set()  # claimed by this call and left pending by compute
     with sessions() as probe:
         on_postgresql = _dialect(probe) == "postgresql"
-    work = _Claims(claim) if on_postgresql else _read_and_work
+    if not on_postgresql:
+        work: _Work = _read_and_work
+    else:
+        work = _claim_and_work if claim is None else _Claims(claim)
     last_claim = time.monotonic()
     while (limit is None or written < limit) and not stop():
         size = batch_size if limit is None else min(batch_size, limit - written)
@@ -146,6 +160,27 @@ def work_through(
 
 
 _Batch = tuple[list[int], Mapping[int, Any], int] | None  # claimed ids, outputs, written
+_Work = Callable[[Sessions, Select[Any], int, Compute[Any], Write[Any]], _Batch]
+
+
+def _claim_and_work(
+    sessions: Sessions, query: Select[Any], size: int, compute: Compute[Any], write: Write[Any]
+) -> _Batch:
+    """PostgreSQL: one transaction claims (locks), computes and writes; None if nothing could
+    be locked."""
+    with sessions.begin() as session:
+        locked = session.execute(
+            query.limit(size).with_for_update(skip_locked=True, key_share=True, of=Item)
+        ).all()
+        if not locked:
+            return None
+        current = _still_pending(session, query, [row.id for row in locked])
+        claimed = [row for row in locked if row.id in current]
+        logger.debug("%d items locked, %d still pending", len(locked), len(claimed))
+        if not claimed:
+            return [], {}, 0
+        outputs = compute(claimed)
+        return [row.id for row in claimed], outputs, _write_pending(session, query, outputs, write)
 
 
 class _Claims:
@@ -167,13 +202,11 @@ class _Claims:
         with sessions() as probe:
             engine = probe.get_bind()
         with engine.connect() as connection:
-            ids = self._lock(connection, query, size)
-            if not ids:
-                return None
             try:
-                return self._work(connection, query, ids, compute, write)
+                ids = self._lock(connection, query, size)
+                return self._work(connection, query, ids, compute, write) if ids else None
             finally:
-                self._release(connection, ids)
+                _release_claims(connection)
 
     def _lock(self, connection: Connection, query: Select[Any], size: int) -> list[int]:
         """Lock up to ``size`` pending items no one has claimed; the ids locked."""
@@ -203,14 +236,19 @@ class _Claims:
             inserted = _write_pending(session, query, outputs, write)
         return [row.id for row in claimed], outputs, inserted
 
-    def _release(self, connection: Connection, ids: list[int]) -> None:
-        """Release the claims; a connection that cannot is dropped, which releases them too."""
-        try:
-            with connection.begin():
-                connection.execute(_UNLOCK, {"space": self.space, "ids": ids})
-        except Exception:
-            logger.warning("could not release %d claims: dropping the connection", len(ids))
-            connection.invalidate()
+
+def _release_claims(connection: Connection) -> None:
+    """Release every claim of ``connection`` (it holds no other session-level lock), those of a
+    claim that failed half-way included; a connection that cannot is dropped, which releases
+    them too. Either way none goes back to the pool with a claim."""
+    try:
+        with connection.begin():
+            connection.execute(_UNLOCK_ALL)
+    except BaseException as exc:
+        logger.warning("could not release claims (%s): dropping the connection", exc)
+        connection.invalidate()
+        if not isinstance(exc, Exception):  # an interrupt goes on; a failed release is done
+            raise
 
 
 def claim_space(name: str) -> int:

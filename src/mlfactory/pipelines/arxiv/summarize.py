@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlfactory.orchestration import Context, Pipeline, Step
 from mlfactory.pipelines.arxiv.articles import DATASET
+from mlfactory.store.claims import MAX_CLAIMS_PER_BATCH
 
 
 class SummarizeParams(BaseModel):
@@ -23,8 +24,8 @@ class SummarizeParams(BaseModel):
     batch_size: int = Field(
         2,
         gt=0,
-        description="Articles claimed per batch; on PostgreSQL they stay locked while the chat "
-        "API answers, so keep it small.",
+        le=MAX_CLAIMS_PER_BATCH,
+        description="Articles claimed per batch: summarised one after the other, written together.",
     )
     limit: int | None = Field(None, gt=0, description="Most articles summarised by one run.")
 
