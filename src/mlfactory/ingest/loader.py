@@ -12,7 +12,8 @@ The mode of a batch decides which source rows it takes:
 
 Unreadable rows have no key to select them by: every mode rejects them.
 
-Loads of one data set wait for each other (see ``_lock_dataset``). A batch is written in one
+Loads of one data set wait for each other and are written in the order they were opened (see
+``_write_in_turn``). A batch is written in one
 transaction and set-based, with no round trip per row: rows are hashed in Python as they stream
 to the database. On PostgreSQL they are COPied into a temporary staging table, then one statement
 inserts new items, updates changed ones and writes their history; on SQLite one read of the data
@@ -25,7 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -35,6 +37,7 @@ import orjson
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mlfactory.errors import UserError
 from mlfactory.ingest.csv_reader import RAW_KEEP_CHARS, BadRow, SourceRow
 from mlfactory.ingest.fractions import check_percentage, select_fraction
 from mlfactory.processes import is_dead, owner
@@ -44,6 +47,8 @@ Sessions = sessionmaker[Session]
 Mode = Literal["full", "fraction", "watermark"]
 DEFAULT_SEED = 42
 CHUNK = 500  # rows per IN (...) query when reading back data of changed items
+LOAD_ORDER_PATIENCE = 600.0  # seconds a batch waits for an earlier batch of its data set
+LOAD_ORDER_POLL = 0.05  # seconds between looks while it waits
 LOADER_META = frozenset({"fraction_seed", "watermark_field", "watermark"})
 KEY_MAX = Item.__table__.c.key.type.length
 LABEL_MAX = Item.__table__.c.label.type.length
@@ -108,6 +113,10 @@ SELECT id, ?, 'insert', NULL, '{"data":' || data || ',"label":' || json_quote(la
  ORDER BY id
 """
 _JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+class LoadOrderError(UserError):
+    """An earlier batch of the data set is still running, long after this one was opened."""
 
 
 @dataclass(frozen=True)
@@ -295,8 +304,12 @@ def load_batch(
     options = _Options(mode, percentage, seed, watermark_field, dict(meta or {}))
     batch_id, name = _open_batch(sessions, dataset, options, name, source, run_id)
     try:
-        with sessions.begin() as session:
-            result = _write_batch(session, dataset, batch_id, name, options, rows, run_id)
+        result = _write_in_turn(
+            sessions,
+            dataset,
+            batch_id,
+            lambda session: _write_batch(session, dataset, batch_id, name, options, rows, run_id),
+        )
     except BaseException as exc:
         with sessions.begin() as session:
             batch = session.get_one(DataLoad, batch_id)
@@ -348,12 +361,13 @@ def _open_batch(
 ) -> tuple[int, str]:
     host, pid = owner()
     with sessions.begin() as session:
+        _lock_dataset(session, dataset)  # two loads opened at once must see each other
         fail_interrupted_loads(session, dataset)
         if name is None:
             done = session.scalar(
                 select(func.count())
                 .select_from(DataLoad)
-                .where(DataLoad.dataset == dataset, DataLoad.status == "completed")
+                .where(DataLoad.dataset == dataset, DataLoad.status.in_(["completed", "running"]))
             )
             name = "initial" if not done else f"load_{done + 1}"
         batch = DataLoad(
@@ -382,7 +396,6 @@ def _write_batch(
     rows: Iterable[Record | BadRow],
     run_id: int | None,
 ) -> LoadResult:
-    _lock_dataset(session, dataset, batch_id)
     rows, selection = _selection(session, dataset, options, rows)
     triage = _Triage(selection)
     now = utcnow()
@@ -422,19 +435,55 @@ def _write_batch(
     return result
 
 
-def _lock_dataset(session: Session, dataset: str, batch_id: int) -> None:
-    """Wait for the other loads of ``dataset`` to commit, then keep them waiting until this
-    batch commits: two loads of one data set at once must read each other's rows, not race to
-    insert the same keys. On PostgreSQL a transaction-level advisory lock per data set; on SQLite
-    a first write (the batch's own row), which takes the database's write lock before anything
-    is read."""
+def _write_in_turn(
+    sessions: Sessions, dataset: str, batch_id: int, write: Callable[[Session], LoadResult]
+) -> LoadResult:
+    """``write`` the batch in a transaction that holds the data set's lock, once no earlier
+    batch of the data set is still running: batches are written in the order of their ids, the
+    order in which history is replayed. Dead processes' batches on this host are marked failed
+    on the way; a batch still running elsewhere is waited for, ``LOAD_ORDER_PATIENCE`` at most."""
+    deadline = time.monotonic() + LOAD_ORDER_PATIENCE
+    while True:
+        with sessions.begin() as session:
+            _lock_dataset(session, dataset)
+            fail_interrupted_loads(session, dataset)
+            earlier = session.scalars(
+                select(DataLoad)
+                .where(
+                    DataLoad.dataset == dataset,
+                    DataLoad.status == "running",
+                    DataLoad.id < batch_id,
+                )
+                .order_by(DataLoad.id)
+                .limit(1)
+            ).first()
+            if earlier is None:
+                return write(session)
+            waiting_for = (
+                f"batch {earlier.id} ({earlier.name!r}, process {earlier.pid} on "
+                f"{earlier.host}, started {earlier.started_at:%Y-%m-%d %H:%M:%S} UTC)"
+            )
+        if time.monotonic() > deadline:
+            raise LoadOrderError(
+                f"data set {dataset!r}: {waiting_for} is still running after "
+                f"{LOAD_ORDER_PATIENCE:.0f} s, and the batches of a data set are written in "
+                "order; if its process is gone, mark that batch failed and load again"
+            )
+        time.sleep(LOAD_ORDER_POLL)
+
+
+def _lock_dataset(session: Session, dataset: str) -> None:
+    """Wait for the transactions that hold the data set's lock, then hold it until this one
+    ends: a load reads the rows of the loads before it, never races them to insert the same
+    keys. On PostgreSQL a transaction-level advisory lock per data set; on SQLite the
+    database's write lock, taken before anything is read."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
             {"key": f"mlfactory.load:{dataset}"},
         )
     else:
-        session.execute(update(DataLoad).where(DataLoad.id == batch_id).values(status="running"))
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _selection(
