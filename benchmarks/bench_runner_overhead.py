@@ -27,9 +27,8 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from harness import Timings, datasets_dir, parse_args, report
-from mlfactory.orchestration import Context, Pipeline, records, run_pipeline
+from mlfactory.orchestration import Context, Pipeline, get_pipeline, records, run_pipeline
 from mlfactory.orchestration.context import run_artifact_dir
-from mlfactory.pipelines.advertising import pipeline as advertising
 from mlfactory.settings import Settings
 from mlfactory.store import session_factory
 
@@ -86,13 +85,13 @@ def measure(side: Callable[[Pipeline, Settings], None], root: Path) -> tuple[flo
     gc.collect()  # leave no garbage of the previous run for this one's clock
     with contextlib.redirect_stderr(io.StringIO()):
         wall, cpu = time.perf_counter(), time.process_time()
-        side(advertising, settings)
+        side(get_pipeline("advertising"), settings)
         return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main(repeat: int) -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    steps = len(advertising.ordered_steps())
+    steps = len(get_pipeline("advertising").ordered_steps())
     subject, baseline = Timings("runner"), Timings("direct")
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as tmp:
         root = Path(tmp)

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from mlfactory.ingest.loader import load_batch
-from mlfactory.ingest.sources import read_advertising
+from mlfactory.ingest.csv_reader import read_csv_rows
+from mlfactory.ingest.loader import load_batch, records_from_csv
 from mlfactory.orchestration import Context, Pipeline, Step
 from mlfactory.store import Item
 
@@ -31,7 +31,9 @@ class Params(BaseModel):
 
 def load(ctx: Context) -> dict[str, Any]:
     assert isinstance(ctx.params, Params)
-    rows = itertools.islice(read_advertising(ctx.settings), ctx.params.rows)
+    assert ctx.settings.datasets_dir is not None
+    source = read_csv_rows(ctx.settings.datasets_dir / "advertising" / "advertising.csv")
+    rows = itertools.islice(records_from_csv(source, "Clicked on Ad"), ctx.params.rows)
     result = load_batch(ctx.sessions, DATASET, rows, source="advertising", run_id=ctx.run_id)
     return {**result.as_dict(), "pid": os.getpid()}
 

@@ -8,6 +8,7 @@ PostgreSQL variant is skipped, unless ``MLF_REQUIRE_SERVICES=1`` (CI), where it 
 from __future__ import annotations
 
 import os
+import ssl
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from api_process import process_env
 from mail_server import Inbox, smtp_servers
 from mlfactory.settings import Settings
 from mlfactory.store import dispose_engines, session_factory
+from tls import self_signed
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRE_SERVICES = os.environ.get("MLF_REQUIRE_SERVICES") == "1"
@@ -107,3 +109,9 @@ def cli_env(settings: Settings) -> dict[str, str]:
 def smtp_server() -> Iterator[Callable[..., tuple[int, Inbox]]]:
     """Start a local SMTP server (aiosmtpd) with the given options: ``(port, inbox)``."""
     yield from smtp_servers()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 and a server's TLS context using it."""
+    return self_signed(tmp_path)

@@ -9,12 +9,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sqlalchemy import func, select
 
-from mlfactory.orchestration import run_pipeline
-from mlfactory.pipelines.advertising import pipeline
+from mlfactory.orchestration import get_pipeline, run_pipeline
 from mlfactory.settings import Settings
 from mlfactory.store import DataLoad, Item, PipelineRun, Rejection, TaskRun
 
 pytestmark = pytest.mark.slow
+pipeline = get_pipeline("advertising")  # declared in datasets/builtin.yaml, made by a template
 
 
 def run(settings: Settings, model_name: str, **params):
@@ -43,17 +43,26 @@ def test_a_run_registers_a_champion_and_records_everything(
         items = session.scalar(select(func.count()).select_from(Item))
     assert [s.step for s in steps] == [
         "load",
-        "validate",
+        "drift",
         "split",
         "train",
         "evaluate",
         "promote",
+        "predict",
         "summary",
     ]
     assert {s.status for s in steps} == {"success"}
     assert items == 1000
     assert record.model_name == model_name and record.model_version == "1"
-    assert record.metrics["accuracy"] > 0.9 and record.metrics["roc_auc"] > 0.95
+    # The same scores as the hand-written pipeline the template replaced, on the same rows.
+    assert record.metrics == {
+        "accuracy": pytest.approx(0.9766666666666667, abs=1e-12),
+        "precision": pytest.approx(0.9863945578231292, abs=1e-12),
+        "recall": pytest.approx(0.9666666666666667, abs=1e-12),
+        "f1": pytest.approx(0.9764309764309764, abs=1e-12),
+        "roc_auc": pytest.approx(0.9917777777777778, abs=1e-12),
+    }
+    assert outcome.outputs["predict"]["predicted"] == 1000  # every item, by the new champion
     summary = record.summary
     assert summary["samples"] == {"train": 700, "test": 300}
     assert summary["class_counts"]["test"] == {"0": 150, "1": 150}  # stratified on a 500/500 set
@@ -113,35 +122,42 @@ def test_malformed_rows_are_rejected_and_the_run_goes_on(
         b'68.95,35,61833.9,256.09,"Unclosed quote,Town,0,Tunisia,2016-03-27 00:53:11,1',
         b"68.95,35,61833.9,256.09,Caf\xe9 latin-1,Town,0,Tunisia,2016-03-27 00:53:11,1",
         b"68.95,35,61833.9,256.09," + b"x" * 10_000_000 + b",Town,0,Tunisia,2016-03-27 00:53:11,1",
+        b"68.95,200,61833.9,256.09,Too old,Town,0,Tunisia,2016-03-27 00:53:11,1",
+        b"68.95,35,61833.9,256.09,Bad flag,Town,2,Tunisia,2016-03-27 00:53:11,1",
+        b"68.95,35,61833.9,256.09,Bad date,Town,0,Tunisia,27/03/2016,1",
     ]
     source = tmp_path / "malformed.csv"
     source.write_bytes(b"\n".join([header, *rows[:500], *bad, *rows[500:]]) + b"\n")
 
     outcome = run(settings, model_name, source=str(source))
 
-    assert outcome.outputs["load"]["rows_rejected"] == 3
-    assert outcome.outputs["validate"] == {
-        **outcome.outputs["validate"],
-        "valid_rows": 1000,
-        "rejected_rows": 2,
-    }
-    assert outcome.outputs["summary"]["rows_rejected"] == 5
+    loaded = outcome.outputs["load"]
+    assert loaded["dataset"].startswith("advertising@malformed-")  # a data set of its own
+    assert (loaded["rows_inserted"], loaded["rows_rejected"]) == (1000, 8)
+    assert outcome.outputs["summary"]["rows_rejected"] == 8
+    assert outcome.outputs["evaluate"]["accuracy"] > 0.9  # trained on the 1,000 good rows
     with sessions() as session:
-        reasons = session.execute(
-            select(
-                Rejection.stage,
-                Rejection.line,
-                Rejection.key,
-                Rejection.reason,
-                Rejection.raw_bytes,
-            ).order_by(Rejection.id)
-        ).all()
+        reasons = dict(
+            session.execute(
+                select(Rejection.line, Rejection.reason).where(Rejection.stage == "load")
+            ).all()
+        )
+        too_big = session.scalar(select(Rejection.raw_bytes).where(Rejection.line == 506))
         batch = session.scalars(select(DataLoad)).one()
-    by_stage = {(r.stage, r.line or int(r.key)): r for r in reasons}
-    assert "unclosed quote" in by_stage[("load", 504)].reason
-    assert "not valid UTF-8" in by_stage[("load", 505)].reason
-    assert "over the limit" in by_stage[("load", 506)].reason
-    assert by_stage[("load", 506)].raw_bytes > 10_000_000
-    assert "Age: Input should be a valid integer" in by_stage[("validate", 502)].reason
-    assert "Clicked on Ad" in by_stage[("validate", 503)].reason
-    assert (batch.status, batch.rows_inserted, batch.rows_rejected) == ("completed", 1002, 3)
+        declared_items = session.scalar(
+            select(func.count()).select_from(Item).where(Item.dataset == "advertising")
+        )
+    assert reasons[502] == "Age: 'abc' is not an integer"
+    assert reasons[503] == "Clicked on Ad: missing value"
+    assert "unclosed quote" in reasons[504]
+    assert "not valid UTF-8" in reasons[505]
+    assert "over the limit" in reasons[506] and too_big > 10_000_000
+    assert reasons[507] == "Age: '200' is above the maximum 120"
+    assert reasons[508] == "Male: '2' is not one of 0, 1"
+    assert reasons[509] == "Timestamp: '27/03/2016' is not an ISO 8601 date or date and time"
+    assert (batch.dataset, batch.status, batch.rows_inserted) == (
+        loaded["dataset"],
+        "completed",
+        1000,
+    )
+    assert declared_items == 0  # the declared data set never saw the file

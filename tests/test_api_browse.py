@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mlfactory.accounts import add_user
 from mlfactory.api.main import create_app
-from mlfactory.ingest.loader import Record, load_batch
-from mlfactory.ingest.sources import read_advertising
+from mlfactory.ingest.csv_reader import read_csv_rows
+from mlfactory.ingest.loader import Record, load_batch, records_from_csv
 from mlfactory.orchestration import Context, Pipeline, Step, run_pipeline
 from mlfactory.settings import Settings
 from mlfactory.store import Annotation, DataLoad, Item, Prediction, Snapshot
@@ -38,7 +38,9 @@ class Seeded:
 
 
 def advertising_records(settings: Settings) -> list[Record]:
-    records = list(read_advertising(settings))
+    assert settings.datasets_dir is not None
+    source = read_csv_rows(settings.datasets_dir / "advertising" / "advertising.csv")
+    records = list(records_from_csv(source, label_field="Clicked on Ad"))
     assert all(isinstance(record, Record) for record in records)
     return records  # type: ignore[return-value]
 

@@ -47,8 +47,7 @@ from mlfactory.inference.serving import (
     PredictionService,
     predict_records,
 )
-from mlfactory.orchestration import Pipeline, Step
-from mlfactory.pipelines.products import TEXT_COLUMNS, product_features
+from mlfactory.orchestration import Pipeline, Step, get_pipeline
 from mlfactory.settings import Settings
 from mlfactory.store import Prediction, session_factory
 from mlfactory.training.registry import CLOUDPICKLE, log_and_register
@@ -66,6 +65,7 @@ FEATURES = ["Daily Time Spent on Site", "Age", "Area Income", "Daily Internet Us
 NUMBERS = {*FEATURES, "Clicked on Ad"}
 PASSWORD = "predict-password"
 PREDICT = "/v1/pipelines/advertising/predict"
+TEXT_COLUMNS = ["designation", "description"]
 sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
@@ -91,6 +91,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory, datasets_dir: Path) -> Pa
     client.set_registered_model_alias("advertising", "champion", "1")
     client.set_registered_model_alias("products", "champion", "1")
     return home / "mlflow.db"
+
+
+def product_features(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The products model's input: as the pipeline makes it (its serving's features)."""
+    serving = get_pipeline("products").serving
+    assert serving is not None and serving.to_features is not None
+    return serving.to_features(records, TEXT_COLUMNS)
 
 
 def product_rows(datasets_dir: Path) -> list[dict[str, Any]]:
@@ -181,9 +188,9 @@ def test_predicts_labels_and_probabilities_and_stores_them(
 
     model = registry_model(api_settings, "advertising", "1")
     frame = pd.DataFrame(records)[FEATURES]
-    expected_labels = [str(label) for label in model.predict(frame)]
+    expected_labels = model.predict(frame).tolist()
     expected = model.predict_proba(frame)
-    assert [p.label for p in body.predictions] == expected_labels
+    assert [p.label for p in body.predictions] == expected_labels  # integers, as declared
     for prediction, row in zip(body.predictions, expected, strict=True):
         assert prediction.probabilities == pytest.approx({"0": row[0], "1": row[1]}, abs=1e-12)
         assert (prediction.model_name, prediction.model_version) == ("advertising", "1")
@@ -197,7 +204,7 @@ def test_predicts_labels_and_probabilities_and_stores_them(
             "advertising",
             "1",
         )
-        assert row.label == prediction.label
+        assert row.label == str(prediction.label)  # stored as text
         assert row.scores == pytest.approx(prediction.probabilities, abs=1e-12)
 
 
@@ -210,7 +217,7 @@ def test_ids_follow_the_records_across_requests(
         records = advertising_records(datasets_dir, 50, start=start)
         response = client.post(PREDICT, json={"records": records}, headers=headers)
         ids += [p["id"] for p in response.json()["predictions"]]
-        labels = [p["label"] for p in response.json()["predictions"]]
+        labels = [str(p["label"]) for p in response.json()["predictions"]]
         by_id = {row.id: row.label for row in stored(api_settings)}
         assert [by_id[i] for i in ids[-50:]] == labels
     assert len(set(ids)) == 150
@@ -226,7 +233,7 @@ def test_predictions_and_model_loads_are_counted(client: TestClient, datasets_di
     records = advertising_records(datasets_dir, 20)
     answer = client.post(PREDICT, json={"records": records}, headers=auth(client, "alice")).json()
     for label in "01":
-        given = sum(p["label"] == label for p in answer["predictions"])
+        given = sum(str(p["label"]) == label for p in answer["predictions"])
         after = count("mlfactory_predictions_total", **labels, label=label)
         assert after - before[label] == given
     loads = count("mlfactory_model_load_seconds_count", pipeline="advertising", model="advertising")
@@ -234,59 +241,67 @@ def test_predictions_and_model_loads_are_counted(client: TestClient, datasets_di
 
 
 @sqlite_only
-def test_fields_the_model_does_not_use_are_ignored(client: TestClient, datasets_dir: Path) -> None:
+def test_declared_fields_the_model_does_not_use_are_checked_and_ignored(
+    client: TestClient, datasets_dir: Path
+) -> None:
     record = advertising_records(datasets_dir, 1)[0]
     bare = {name: record[name] for name in reversed(FEATURES)}
-    extra = {**record, "Something else": [1, 2, {"nested": True}]}
     headers = auth(client, "alice")
     answers = [
         client.post(PREDICT, json={"records": [r]}, headers=headers).json()["predictions"][0]
-        for r in (record, bare, extra)
+        for r in (record, bare)
     ]
-    assert answers[0]["probabilities"] == answers[1]["probabilities"] == answers[2]["probabilities"]
+    assert answers[0]["probabilities"] == answers[1]["probabilities"]
+    assert answers[0]["label"] in (0, 1)  # the label keeps its declared type: an integer
 
 
 @sqlite_only
 def test_invalid_records_get_field_level_errors_and_nothing_is_stored(
     client: TestClient, api_settings: Settings, datasets_dir: Path
 ) -> None:
-    good, wrong_type, missing, flag, text_number = advertising_records(datasets_dir, 5)
+    good, wrong_type, missing, flag, text_number, old, unknown, unused = advertising_records(
+        datasets_dir, 8
+    )
     wrong_type["Age"] = "thirty-five"
     del missing["Daily Internet Usage"]
     flag["Male"] = True
     text_number["Area Income"] = "61833.9"
+    old["Age"] = 200
+    unknown["Clicks"] = 3
+    unused["Timestamp"] = "yesterday"  # a declared column the model does not use is checked
     response = client.post(
         PREDICT,
-        json={"records": [good, wrong_type, missing, flag, text_number]},
+        json={"records": [good, wrong_type, missing, flag, text_number, old, unknown, unused]},
         headers=auth(client, "alice"),
     )
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
-    found = [(e["record"], e["field"], e["type"]) for e in problem["errors"]]
+    found = [(e["record"], e["field"], e["type"], e["msg"]) for e in problem["errors"]]
     assert found == [
-        (1, "Age", "float_type"),
-        (2, "Daily Internet Usage", "missing"),
-        (3, "Male", "float_type"),
-        (4, "Area Income", "float_type"),
+        (1, "Age", "value_error", "'thirty-five' is not an integer"),
+        (2, "Daily Internet Usage", "missing", "field required"),
+        (3, "Male", "value_error", "True is not an integer"),
+        (4, "Area Income", "value_error", "'61833.9' is not a finite number"),
+        (5, "Age", "value_error", "200 is above the maximum 120"),
+        (6, "Clicks", "extra_forbidden", "unknown field: not a declared column"),
+        (7, "Timestamp", "value_error", "'yesterday' is not an ISO 8601 date or date and time"),
     ]
     assert problem["errors"][0]["loc"] == ["body", "records", 1, "Age"]
-    assert problem["errors"][0]["msg"] == "must be a finite number"
-    assert problem["errors"][1]["msg"] == "field required"
-    assert problem["detail"].startswith("4 invalid values: record 1, 'Age'")
+    assert problem["detail"].startswith("7 invalid values: record 1, 'Age'")
     assert stored(api_settings) == []
 
 
 @sqlite_only
-def test_values_the_model_cannot_take_are_422(
+def test_values_outside_the_declaration_are_422_naming_them(
     client: TestClient, api_settings: Settings, datasets_dir: Path
 ) -> None:
     records = advertising_records(datasets_dir, 2)
-    records[1]["Male"] = 1e308  # a number, infinite once scaled (divided by 0.5)
+    records[1]["Male"] = 1e308  # a number the model could scale, but not one of 0 and 1
     response = client.post(PREDICT, json={"records": records}, headers=auth(client, "alice"))
     assert response.status_code == 422, response.text
-    assert response.json()["errors"][0]["type"] == "value_error"
-    assert "the model cannot answer these records" in response.json()["detail"]
+    (error,) = response.json()["errors"]
+    assert (error["field"], error["msg"]) == ("Male", "1e+308 is not one of 0, 1")
     assert stored(api_settings) == []
 
 

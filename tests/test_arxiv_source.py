@@ -24,12 +24,13 @@ import pytest
 from sqlalchemy import func, select
 
 from http_server import QuietHandler, serving
+from mlfactory.datasets.project import get_dataset
 from mlfactory.ingest.arxiv_papers import subject
-from mlfactory.ingest.arxiv_replay import read_recorded
+from mlfactory.ingest.arxiv_replay import read_recorded, read_snapshot
 from mlfactory.ingest.arxiv_source import RETRIES, ArxivUnavailable, fetch_new, fetch_papers
 from mlfactory.ingest.csv_reader import BadRow
+from mlfactory.ingest.declared import read_declared
 from mlfactory.ingest.loader import Record, current_watermark, load_batch
-from mlfactory.ingest.sources import SOURCES
 from mlfactory.settings import Settings
 from mlfactory.store import DataLoad, Item, Rejection
 
@@ -437,7 +438,7 @@ def test_bad_entries_are_rejected_with_a_reason(
 
 
 def test_replay_loads_the_recorded_papers_once(
-    settings: Settings, sessions, recordings: dict[str, Exchange]
+    settings: Settings, sessions, recordings: dict[str, Exchange], datasets_dir: Path
 ) -> None:
     papers = {
         bare_id(e): e.find(f"{ARXIV}primary_category").get("term").split(".")[0]
@@ -452,7 +453,11 @@ def test_replay_loads_the_recorded_papers_once(
     assert (first.rows_inserted, first.rows_rejected) == (len(papers), 0)
     assert {key: item.label for key, item in stored(sessions).items()} == papers
     assert (second.rows_inserted, second.rows_updated) == (0, 0)
-    assert SOURCES["arxiv"].read is read_recorded
+    declared = get_dataset(settings, "arxiv")  # a load of the data set from a path replays
+    replayed, _ = read_declared(
+        settings, declared, datasets_dir / "arxiv" / "api_responses" / "recorded_json"
+    )
+    assert {row.key for row in replayed if isinstance(row, Record)} == set(papers)
 
 
 def test_snapshot_loads_each_paper_once_with_its_subject(
@@ -462,7 +467,7 @@ def test_snapshot_loads_each_paper_once_with_its_subject(
         rows = list(csv.DictReader(file))
     distinct = {(row["titles"], row["summaries"]): ast.literal_eval(row["terms"]) for row in rows}
 
-    result = load_batch(sessions, "arxiv_backfill", SOURCES["arxiv_backfill"].read(settings, None))
+    result = load_batch(sessions, "arxiv_backfill", read_snapshot(settings))
 
     assert len(rows) == 1000
     assert (result.rows_seen, result.rows_inserted, result.rows_rejected) == (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -14,9 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from mlfactory.datasets.project import declarations
 from mlfactory.ingest.csv_reader import read_csv_rows
-from mlfactory.ingest.loader import content_hash, records_from_csv
-from mlfactory.pipelines.advertising import pipeline
+from mlfactory.ingest.declared import typed_records
+from mlfactory.ingest.loader import Record, content_hash
+from mlfactory.orchestration import get_pipeline
+from mlfactory.settings import Settings
 from mlfactory.store import DataLoad, Item, ItemHistory, PipelineRun
 
 MLFACTORY = [sys.executable, "-m", "mlfactory"]
@@ -42,9 +46,9 @@ def test_run_prints_metrics_and_version_then_runs_and_status_list_it(cli_env, mo
 
     runs = json.loads(mlfactory(cli_env, "runs", "advertising", "--json").stdout)
     assert len(runs) == 1 and runs[0]["status"] == "success"
-    assert runs[0]["step_states"] == {"success": 7}
+    assert runs[0]["step_states"] == {"success": 8}
     table = mlfactory(cli_env, "runs", "advertising").stdout
-    assert "7 success" in table and "v1" in table
+    assert "8 success" in table and "v1" in table
 
     status = json.loads(mlfactory(cli_env, "status", "--json").stdout)
     assert [(row["pipeline"], row["model_version"]) for row in status] == [("advertising", "1")]
@@ -82,7 +86,8 @@ def test_pipelines_lists_the_builtins_with_their_parameters(cli_env) -> None:
     rows = json.loads(mlfactory(cli_env, "pipelines", "--json").stdout)
     advertising = next(row for row in rows if row["name"] == "advertising")
     assert advertising["schedule"] == "@daily"
-    assert advertising["steps"] == [step.name for step in pipeline.ordered_steps()]
+    steps = get_pipeline("advertising").ordered_steps()
+    assert advertising["steps"] == [step.name for step in steps]
     assert advertising["params"]["test_size"]["default"] == 0.3
 
 
@@ -115,12 +120,24 @@ def test_sigkill_during_the_load_then_rerun_converges(
     cli_env, sessions, advertising_csv: Path, tmp_path: Path, model_name: str
 ) -> None:
     """Kill the load twice at random points, rerun: the store is what one clean load makes."""
-    lines = advertising_csv.read_bytes().rstrip(b"\n").split(b"\n")
+    with advertising_csv.open(newline="") as file:
+        header, *rows = list(csv.reader(file))
     source = tmp_path / "big.csv"
-    source.write_bytes(b"\n".join([lines[0], *lines[1:] * 60]) + b"\n")  # 60,000 rows
+    with source.open("w", newline="") as file:  # 60,000 distinct rows
+        topic = header.index("Ad Topic Line")
+        csv.writer(file).writerows(
+            [header]
+            + [
+                [*row[:topic], f"{row[topic]} #{copy}", *row[topic + 1 :]]
+                for copy in range(60)
+                for row in rows
+            ]
+        )
+    declared = declarations(Settings()).dataset("advertising")
     expected = {
         record.key: content_hash(record.data, record.label)
-        for record in records_from_csv(read_csv_rows(source), label_field="Clicked on Ad")
+        for record in typed_records(declared, read_csv_rows(source))
+        if isinstance(record, Record)
     }
     args = ("run", "advertising", "-p", f"source={source}", "-p", f"model_name={model_name}")
     rng = random.Random(20261124)

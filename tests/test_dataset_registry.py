@@ -11,6 +11,7 @@ import pytest
 
 from http_server import QuietHandler, serving
 from mlfactory.datasets import CATALOG, DataFile, DatasetSpec, DatasetUnavailable, resolve
+from mlfactory.datasets.project import declarations
 from mlfactory.settings import Settings
 
 
@@ -179,13 +180,13 @@ def test_nothing_anywhere_names_all_three_places(
 
 
 def test_unknown_data_set_lists_known_names(tmp_path: Path) -> None:
-    with pytest.raises(DatasetUnavailable, match=r"unknown data set 'nope'.*advertising"):
+    with pytest.raises(DatasetUnavailable, match=r"unknown data set 'nope'.*arxiv"):
         resolve("nope", settings=settings_for(tmp_path))
 
 
 def test_unknown_file_lists_the_data_set_files(tmp_path: Path) -> None:
-    with pytest.raises(DatasetUnavailable, match=r"no file 'other.csv'.*advertising\.csv"):
-        resolve("advertising", "other.csv", settings=settings_for(tmp_path))
+    with pytest.raises(DatasetUnavailable, match=r"no file 'other.csv'.*arxiv_data\.csv"):
+        resolve("arxiv", "other.csv", settings=settings_for(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -196,3 +197,14 @@ def test_catalog_sha256_matches_the_shared_files(
 ) -> None:
     content = (datasets_dir / dataset / file.name).read_bytes()
     assert hashlib.sha256(content).hexdigest() == file.sha256
+
+
+@pytest.mark.parametrize(
+    "dataset",
+    [name for name, d in declarations(Settings()).datasets.items() if d.source.url],
+)
+def test_declared_sha256_matches_the_shared_files(datasets_dir: Path, dataset: str) -> None:
+    source = declarations(Settings()).datasets[dataset].source
+    assert source.shared is not None
+    content = (datasets_dir / source.shared).read_bytes()
+    assert hashlib.sha256(content).hexdigest() == source.sha256

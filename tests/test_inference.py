@@ -43,7 +43,7 @@ FEATURES = ["Daily Time Spent on Site", "Age", "Area Income", "Daily Internet Us
 on_postgresql = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 
 
-def to_features(records: list[dict[str, Any]]) -> pd.DataFrame:
+def to_features(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     """The stored rows (CSV text) as the model's input frame."""
     return pd.DataFrame.from_records(records, columns=FEATURES).astype("float64")
 
@@ -211,12 +211,12 @@ def test_a_failure_keeps_committed_batches_and_a_rerun_does_the_rest(
     load_items(sessions, settings)
     calls = 0
 
-    def failing_on_third_batch(records: list[dict[str, Any]]) -> pd.DataFrame:
+    def failing_on_third_batch(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise RuntimeError("feature service down")
-        return to_features(records)
+        return to_features(records, columns)
 
     with pytest.raises(RuntimeError, match="feature service down"):
         predict_pending(
@@ -251,7 +251,7 @@ def test_an_item_predicted_by_another_worker_meanwhile_is_not_written_twice(
     load_items(sessions, settings)
     rival: list[int] = []
 
-    def with_a_rival(records: list[dict[str, Any]]) -> pd.DataFrame:
+    def with_a_rival(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
         if not rival:  # first batch, while its items are claimed: another worker commits one
             with sessions.begin() as other:
                 # Fail rather than hang if claiming ever blocked references to the item.
@@ -273,7 +273,7 @@ def test_an_item_predicted_by_another_worker_meanwhile_is_not_written_twice(
                     )
                 )
             rival.append(item_id)
-        return to_features(records)
+        return to_features(records, columns)
 
     result = predict_pending(
         sessions, settings, DATASET, model_name, to_features=with_a_rival, batch_size=100
@@ -325,9 +325,9 @@ def test_items_locked_by_another_transaction_are_skipped_not_waited_for(
     assert len(predictions_per_item(sessions, model_name)) == 1000
 
 
-def slow_features(records: list[dict[str, Any]]) -> pd.DataFrame:
+def slow_features(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     time.sleep(0.01)  # some feature work, so that each batch holds its claim for a while
-    return to_features(records)
+    return to_features(records, columns)
 
 
 def _worker(

@@ -194,7 +194,11 @@ def test_batches_carry_a_given_name_and_metadata(sessions, advertising_csv: Path
     week = load_file(sessions, advertising_csv, name="week_3", meta={"origin": "export 3"})
     with sessions() as session:
         batch = session.get_one(DataLoad, week.batch_id)
-    assert (week.name, batch.name, batch.meta) == ("week_3", "week_3", {"origin": "export 3"})
+    assert (week.name, batch.name, batch.meta) == (
+        "week_3",
+        "week_3",
+        {"origin": "export 3", "write": "upsert"},
+    )
     assert load_file(sessions, advertising_csv).name == "load_2"
 
 
@@ -232,8 +236,8 @@ def test_fraction_loads_are_cumulative(sessions, advertising_csv: Path) -> None:
         ).all()
         assert completed_percentage(session, "ads") == 43
     assert batches == [
-        ("fraction", 40, {"fraction_seed": 7}),
-        ("fraction", 43, {"fraction_seed": 7}),
+        ("fraction", 40, {"fraction_seed": 7, "write": "upsert"}),
+        ("fraction", 43, {"fraction_seed": 7, "write": "upsert"}),
     ]
 
 
@@ -276,7 +280,7 @@ def test_watermark_loads_only_rows_newer_than_the_stored_one(sessions) -> None:
     with sessions() as session:
         meta = session.scalar(select(DataLoad.meta).where(DataLoad.id == third.batch_id))
         assert current_watermark(session, "papers") == newer["e"]
-    assert meta == {"watermark_field": "updated", "watermark": newer["e"]}
+    assert meta == {"watermark_field": "updated", "watermark": newer["e"], "write": "upsert"}
 
 
 def test_the_watermark_survives_a_new_process_and_orders_numbers(sessions, store_url) -> None:

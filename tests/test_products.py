@@ -6,14 +6,14 @@ import pytest
 from sqlalchemy import func, select
 
 from mlfactory.ingest.fractions import fraction_size
-from mlfactory.orchestration import run_pipeline
-from mlfactory.pipelines.products import pipeline, product_features
+from mlfactory.orchestration import get_pipeline, run_pipeline
 from mlfactory.settings import Settings
 from mlfactory.store import DataLoad, Item, Prediction, Snapshot
 from mlfactory.training.text import clean_text
 
 pytestmark = pytest.mark.slow
 PRODUCTS = 499  # texts available in the shared sample
+pipeline = get_pipeline("products")  # the text template plus steps of its own
 
 
 def run(settings: Settings, model_name: str, **params):
@@ -45,13 +45,16 @@ def test_two_weekly_runs_load_40_then_43_percent_and_predict_every_item(
     assert set(balanced.values()) == {max(training["class_counts"].values())}  # oversampled
     assert training["row_count"] == sum(balanced.values())
     assert first.outputs["promote"]["alias"] == "champion"
-    assert first.outputs["evaluate"]["weighted_f1"] > 0.2  # 27 classes, chance is ~0.04
+    # The same scores as the hand-written pipeline the template replaced, on the same fixed set
+    # (27 classes: chance is ~0.04; 499 texts are far too few for the challenge's 0.81).
+    assert first.outputs["evaluate"]["weighted_f1"] == pytest.approx(0.45453262786596127, abs=1e-12)
 
     second = run(settings, model_name)
     assert second.outputs["check_state"]["current_percentage"] == 40
     assert second.outputs["load"]["name"] == "week_1"
     assert second.outputs["load"]["rows_inserted"] == fraction_size(PRODUCTS, 43) - 199 == 15
     assert second.outputs["snapshot"]["evaluation"]["digest"] == evaluation["digest"]
+    assert second.outputs["evaluate"]["weighted_f1"] == pytest.approx(0.4588712522045855, abs=1e-12)
 
     with sessions() as session:
         items = session.scalars(select(Item.id).where(Item.dataset == "products")).all()
@@ -87,9 +90,11 @@ def test_at_100_percent_the_load_says_so_and_the_run_completes(
         "loaded": False,
         "percentage": 100.0,
         "message": "all data loaded (100 %)",
+        "dataset": "products",
     }
     assert again.outputs["validate_load"]["checked"] is False
-    assert again.outputs["summary"]["loaded"] is False
+    assert again.outputs["summary"]["rows_loaded"] == 0
+    assert again.outputs["drift"] == {"checked": False, "reason": "nothing was loaded"}
     assert (
         again.outputs["predict"]["predicted"] == 0
         or again.outputs["promote"]["alias"] == "champion"
@@ -100,12 +105,14 @@ def test_features_strip_html_and_blank_the_placeholder_descriptions() -> None:
     assert clean_text("<p>Stylet <b>ergonomique</b>&nbsp;bleu</p>\n<br />Wii&amp;U") == (
         "stylet ergonomique bleu wii&u"
     )
-    frame = product_features(
+    assert pipeline.serving is not None and pipeline.serving.to_features is not None
+    frame = pipeline.serving.to_features(
         [
             {"designation": "Livre", "description": "Ici du texte de test en français"},
             {"designation": "Jouet", "description": None},
             {"designation": "Jeu"},
-        ]
+        ],
+        ["designation", "description"],
     )
     assert frame.to_dict("records") == [
         {"designation": "Livre", "description": ""},

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         default=None, description="Folder holding named data sets, looked at before the cache."
     )
     cache_dir: Path = Field(default=Path(), description="Downloaded data sets.")
+    project_file: Path | None = Field(
+        default=None,
+        description="The project file declaring data sets and pipelines (default: "
+        "./mlfactory.yaml when it exists).",
+    )
     download_timeout: float = Field(default=60.0, gt=0, description="Seconds per data download.")
     max_field_bytes: int = Field(
         default=1_000_000, gt=0, description="Source fields larger than this are rejected."
@@ -107,6 +112,10 @@ class Settings(BaseSettings):
             self.artifacts_dir = self.home / "artifacts"
         if self.cache_dir == Path():
             self.cache_dir = self.home / "cache"
+        if self.project_file is None and Path("mlfactory.yaml").is_file():
+            self.project_file = Path("mlfactory.yaml")
+        if self.project_file is not None:
+            self.project_file = self.project_file.expanduser().resolve()
         # Absolute, so that paths recorded by one process mean the same in another.
         self.artifacts_dir = self.artifacts_dir.expanduser().resolve()
         self.cache_dir = self.cache_dir.expanduser().resolve()

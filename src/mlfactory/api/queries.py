@@ -174,7 +174,10 @@ def _words(text: str) -> list[str]:
 
 
 def item_conditions(session: Session, dataset: str, where: ItemFilter) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Item.dataset == dataset]
+    conditions: list[ColumnElement[bool]] = [
+        Item.dataset == dataset,
+        Item.deleted_batch_id.is_(None),
+    ]
     if where.label is not None:
         conditions.append(Item.label == where.label)
     if where.predicted is not None:
@@ -344,6 +347,7 @@ def _item_dict(item: Item) -> dict[str, Any]:
         "data": item.data,
         "first_batch_id": item.first_batch_id,
         "last_batch_id": item.last_batch_id,
+        "deleted_batch_id": item.deleted_batch_id,
         "created_at": item.created_at,
         "updated_at": item.updated_at,
     }

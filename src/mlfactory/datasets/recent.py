@@ -23,7 +23,11 @@ def recent_items(
     with sessions() as session:
         items = session.execute(
             select(Item.id, Item.key, Item.label, Item.data)
-            .where(Item.dataset == dataset, Item.updated_at >= since)
+            .where(
+                Item.dataset == dataset,
+                Item.updated_at >= since,
+                Item.deleted_batch_id.is_(None),
+            )
             .order_by(Item.key)
         ).all()
         predicted: dict[int, str] = {}
@@ -41,3 +45,20 @@ def recent_items(
         for item_id, key, label, data in items
     ]
     return pd.DataFrame(rows, columns=None if rows else ["key", "label", "predicted_label"])
+
+
+def batch_items(sessions: Sessions, dataset: str, batch_id: int) -> pd.DataFrame:
+    """The live items of ``dataset`` that batch ``batch_id`` inserted or changed: columns
+    ``key``, ``label``, then the data fields, in key order."""
+    with sessions() as session:
+        items = session.execute(
+            select(Item.key, Item.label, Item.data)
+            .where(
+                Item.dataset == dataset,
+                Item.last_batch_id == batch_id,
+                Item.deleted_batch_id.is_(None),
+            )
+            .order_by(Item.key)
+        ).all()
+    rows = [{"key": key, "label": label, **data} for key, label, data in items]
+    return pd.DataFrame(rows, columns=None if rows else ["key", "label"])

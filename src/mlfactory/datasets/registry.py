@@ -1,4 +1,6 @@
-"""The catalog of named data sets and where each of their files is found.
+"""Where the files of data sets are found: the catalog of the files that source kinds in code
+read (``rakuten``, ``arxiv``), and the lookup every file with a URL goes through, declared
+sources included.
 
 In order: the shared folder ``MLF_DATASETS_DIR`` (trusted as-is, so not hashed on every use), the
 local cache (checked against its sha256), then the public URL (downloaded into the cache, kept
@@ -121,19 +123,6 @@ _ARXIV_RECORDED = {
 }
 
 CATALOG: dict[str, DatasetSpec] = {
-    "advertising": DatasetSpec(
-        name="advertising",
-        description="Ad-click prediction: 1000 internet users, usage features, clicked on ad.",
-        files=(
-            DataFile(
-                name="advertising.csv",
-                url="https://raw.githubusercontent.com/My-Machine-Learning-Projects-CT/"
-                "Logistic-Regression-with-Python-Part-2/5026d8ec3bf5e8bc13d93d5584aa466f05da0101/"
-                "advertising.csv",
-                sha256="00f638aa4103ebf52935d3a62a60328100cc02a8111ca2b4769b4b3596f498f9",
-            ),
-        ),
-    ),
     "rakuten": DatasetSpec(
         name="rakuten",
         description=(
@@ -190,17 +179,22 @@ def resolve(
     if data_file is None:
         names = ", ".join(f.name for f in spec.files)
         raise DatasetUnavailable(f"data set {dataset!r} has no file {file!r}; its files: {names}")
+    return fetch(data_file, f"{spec.name}/{data_file.name}", settings)
 
+
+def fetch(data_file: DataFile, shared: str, settings: Settings) -> Path:
+    """``data_file`` from ``MLF_DATASETS_DIR/shared``, else the cache, else its URL (into the
+    cache, checked against its sha256)."""
     reasons = []
     if settings.datasets_dir is None:
         reasons.append("MLF_DATASETS_DIR is not set")
     else:
-        shared = settings.datasets_dir / spec.name / data_file.name
-        if shared.is_file():
-            return shared
-        reasons.append(f"MLF_DATASETS_DIR: no file at {shared}")
+        in_shared = settings.datasets_dir / shared
+        if in_shared.is_file():
+            return in_shared
+        reasons.append(f"MLF_DATASETS_DIR: no file at {in_shared}")
 
-    cached = settings.cache_dir / "datasets" / spec.name / data_file.name
+    cached = settings.cache_dir / "datasets" / shared
     if not cached.is_file():
         reasons.append(f"not in the cache at {cached}")
     elif (actual := _sha256(cached)) == data_file.sha256:
@@ -214,7 +208,7 @@ def resolve(
     except _DownloadFailed as exc:
         reasons.append(f"download from {data_file.url} failed: {exc}")
         details = "".join(f"\n  - {reason}" for reason in reasons)
-        raise DatasetUnavailable(f"{dataset}/{data_file.name} is unavailable:{details}") from None
+        raise DatasetUnavailable(f"{shared} is unavailable:{details}") from None
     return cached
 
 

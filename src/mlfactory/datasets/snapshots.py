@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import imblearn
 import numpy as np
@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from imblearn.over_sampling import RandomOverSampler
 from matplotlib.figure import Figure
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlfactory.errors import UserError
@@ -55,6 +55,7 @@ EVALUATION = "evaluation"
 DIGEST_FORMAT = "mlfactory.snapshot/1"
 PARQUET_METADATA_KEY = b"mlfactory.snapshot"
 RESERVED_COLUMNS = ("key", "label")
+Order = Literal["key", "arrival"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class _Row:
     key: str
     label: str | None
     data: dict[str, Any]
+    item_id: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,7 +115,9 @@ def resolve_batch(session: Session, dataset: str, batch_id: int | None) -> int |
     return batch_id
 
 
-def _replay(session: Session, dataset: str, as_of: int) -> list[_Row]:
+def _replay(session: Session, dataset: str, as_of: int, order: Order = "key") -> list[_Row]:
+    """Every item's state as of batch ``as_of``, in key order or in the order the items arrived
+    in the store (``arrival``: the order of their source for a first load)."""
     ranked = (
         select(
             ItemHistory.item_id,
@@ -135,16 +139,19 @@ def _replay(session: Session, dataset: str, as_of: int) -> list[_Row]:
         .subquery()
     )
     query = (
-        select(Item.key, ranked.c.after)
+        select(Item.id, Item.key, ranked.c.after)
         .join(ranked, ranked.c.item_id == Item.id)
         .where(ranked.c.position == 1)
     )
     rows = [
-        _Row(key=key, label=after.get("label"), data=after.get("data") or {})
-        for key, after in session.execute(query)
+        _Row(key=key, label=after.get("label"), data=after.get("data") or {}, item_id=item_id)
+        for item_id, key, after in session.execute(query)
         if after  # a delete leaves no state
     ]
-    rows.sort(key=lambda row: row.key)  # in Python: database collations differ
+    if order == "arrival":
+        rows.sort(key=lambda row: row.item_id)
+    else:
+        rows.sort(key=lambda row: row.key)  # in Python: database collations differ
     return rows
 
 
@@ -283,15 +290,16 @@ def evaluation_snapshot(sessions: Sessions, dataset: str) -> SnapshotInfo | None
         return None if row is None else _info(row)
 
 
-def latest_training_snapshot(sessions: Sessions, dataset: str) -> SnapshotInfo | None:
-    """The most recent training snapshot of ``dataset``, or None when none was taken."""
+def latest_training_snapshot(
+    sessions: Sessions, dataset: str, *, not_of_run: int | None = None
+) -> SnapshotInfo | None:
+    """The most recent training snapshot of ``dataset`` (taken by another run than
+    ``not_of_run``, when given), or None when none was taken."""
+    query = select(Snapshot).where(Snapshot.dataset == dataset, Snapshot.kind == TRAINING)
+    if not_of_run is not None:
+        query = query.where(or_(Snapshot.run_id.is_(None), Snapshot.run_id != not_of_run))
     with sessions() as session:
-        row = session.scalar(
-            select(Snapshot)
-            .where(Snapshot.dataset == dataset, Snapshot.kind == TRAINING)
-            .order_by(Snapshot.id.desc())
-            .limit(1)
-        )
+        row = session.scalar(query.order_by(Snapshot.id.desc()).limit(1))
         return None if row is None else _info(row)
 
 
@@ -348,17 +356,21 @@ def training_snapshot(
     balance: bool = True,
     seed: int = 42,
     run_id: int | None = None,
+    hold_out: bool = True,
+    order: Order = "key",
 ) -> SnapshotInfo:
     """The labelled items of ``dataset`` as of ``as_of_batch_id`` (default: the latest
     completed batch) minus the evaluation set, oversampled to equal class counts when
     ``balance`` (``RandomOverSampler(random_state=seed)``), written as parquet and recorded.
 
     The evaluation set must have been carved first (:func:`carve_evaluation_set`): otherwise
-    a set carved later could take items that earlier models were trained on.
+    a set carved later could take items that earlier models were trained on. With
+    ``hold_out=False`` there is none: the snapshot is every labelled item, for a pipeline that
+    splits it itself. Rows are in key order, or in ``arrival`` order (see ``_replay``).
     """
     with sessions() as session:
-        evaluation = _evaluation_row(session, dataset)
-        if evaluation is None:
+        evaluation = _evaluation_row(session, dataset) if hold_out else None
+        if evaluation is None and hold_out:
             raise UserError(
                 f"data set {dataset!r} has no evaluation set yet: carve it before the first "
                 "training snapshot, so that no evaluation item was ever trained on"
@@ -366,19 +378,23 @@ def training_snapshot(
         as_of = resolve_batch(session, dataset, as_of_batch_id)
         if as_of is None:
             raise UserError(f"data set {dataset!r} has no completed load")
-        replayed = _replay(session, dataset, as_of)
-    held_out = set(evaluation.meta.get("keys", []))
+        replayed = _replay(session, dataset, as_of, order)
+    held_out = set(evaluation.meta.get("keys", [])) if evaluation else set()
     rows = [row for row in replayed if row.key not in held_out and row.label is not None]
     if not rows:
         raise UserError(f"data set {dataset!r} has no labelled items to train on as of {as_of}")
     counts = _counts(row.label for row in rows)
 
     header: dict[str, Any] = {"kind": TRAINING, "balance": None}
+    if not hold_out:
+        header["evaluation"] = None
+    if order != "key":
+        header["order"] = order  # the digest ignores order; the file it names does not
     indices = np.arange(len(rows))
     balanced_counts = None
     if balance:
         header["balance"] = {"sampler": "RandomOverSampler", "seed": seed}
-        indices = _oversample([str(row.label) for row in rows], seed)
+        indices = oversample([str(row.label) for row in rows], seed)
         balanced_counts = _counts(rows[i].label for i in indices)
     lines = [_row_line(row) for row in rows]
     digest = _digest(header, (lines[i] for i in indices))
@@ -414,7 +430,7 @@ def training_snapshot(
             path=str(path),
             run_id=run_id,
             meta={
-                "evaluation_snapshot_id": evaluation.id,
+                "evaluation_snapshot_id": evaluation.id if evaluation else None,
                 "evaluation_keys_excluded": sum(row.key in held_out for row in replayed),
                 "unlabelled_items": sum(row.label is None for row in replayed),
                 "items": len(rows),
@@ -428,7 +444,7 @@ def training_snapshot(
         return _info(snapshot)
 
 
-def _oversample(labels: list[str], seed: int) -> np.ndarray:
+def oversample(labels: list[str], seed: int) -> np.ndarray:
     """Row indices of the balanced set: every row once, then the rows drawn (seeded) to bring
     each class up to the majority count."""
     if len(set(labels)) < 2:

@@ -237,7 +237,7 @@ def pending_summaries(dataset: str) -> Select[Any]:
     summarised = exists().where(Annotation.item_id == Item.id, Annotation.kind == KIND)
     return (
         select(Item.id, Item.key, Item.data)
-        .where(Item.dataset == dataset, ~summarised)
+        .where(Item.dataset == dataset, Item.deleted_batch_id.is_(None), ~summarised)
         .order_by(Item.id)
     )
 

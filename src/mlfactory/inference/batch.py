@@ -27,6 +27,7 @@ from sqlalchemy import Row, Select, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from mlfactory.datasets.columns import label_text, native
 from mlfactory.inference.champion import LoadedModel, load_champion
 from mlfactory.settings import Settings
 from mlfactory.store import Item, Prediction
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Sessions = sessionmaker[Session]
-Features = Callable[[list[dict[str, Any]]], "pd.DataFrame"]
+Features = Callable[[list[dict[str, Any]], list[str]], "pd.DataFrame"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ def predict_pending(
     """Predict the items of ``dataset`` that have no prediction from the champion version of
     ``model_name``, in batches, until none is pending (or ``limit`` predictions were written).
 
-    ``to_features`` turns the items' ``data`` (JSON as stored) into the model's input frame, one
-    row per item in the same order. The champion is resolved once: every prediction of the call
+    ``to_features(records, columns)`` turns the items' ``data`` (JSON as stored) into the model's
+    input frame of ``columns`` (those it was fitted with), one row per item in the same order. The champion is resolved once: every prediction of the call
     carries that version, even if the alias moves meanwhile.
     """
     champion = load_champion(settings, model_name)
@@ -110,7 +111,11 @@ def pending_items(dataset: str, model_name: str, model_version: str) -> Select[A
         Prediction.model_name == model_name,
         Prediction.model_version == model_version,
     )
-    return select(Item.id, Item.data).where(Item.dataset == dataset, ~predicted).order_by(Item.id)
+    return (
+        select(Item.id, Item.data)
+        .where(Item.dataset == dataset, Item.deleted_batch_id.is_(None), ~predicted)
+        .order_by(Item.id)
+    )
 
 
 def _predict(
@@ -121,17 +126,18 @@ def _predict(
     run_id: int | None,
 ) -> dict[int, dict[str, Any]]:
     """The prediction rows of the claimed items, by item id."""
-    features = to_features([row.data for row in claimed])
+    model = champion.model
+    columns = [str(name) for name in getattr(model, "feature_names_in_", ())]
+    features = to_features([row.data for row in claimed], columns)
     if len(features) != len(claimed):
         raise ValueError(
             f"to_features returned {len(features)} rows for {len(claimed)} items: it must give "
             "one row per item, in order"
         )
-    model = champion.model
     if hasattr(model, "predict_proba"):
         # One pass of the model: the label is the most probable class, so it always agrees
         # with the scores stored beside it (and a TF-IDF model does not vectorise twice).
-        classes = [str(label) for label in model.classes_]
+        classes = [label_text(native(label)) for label in model.classes_]
         probabilities = model.predict_proba(features)
         labels = [classes[index] for index in probabilities.argmax(axis=1)]
         scores = [
@@ -147,7 +153,7 @@ def _predict(
             "dataset": dataset,
             "model_name": champion.name,
             "model_version": champion.version,
-            "label": str(label),
+            "label": label_text(native(label)),
             "scores": item_scores,
             "run_id": run_id,
         }

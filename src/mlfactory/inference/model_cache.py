@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from mlfactory.datasets.columns import label_text, native
 from mlfactory.inference.champion import champion_version, registry_client
 from mlfactory.inference.schema import InputSchema
 from mlfactory.settings import Settings
@@ -48,7 +49,8 @@ class ServedModel:
     run_id: str  # the MLflow run that logged it: the lineage of its predictions
     model: Any  # the native scikit-learn estimator
     schema: InputSchema
-    classes: tuple[str, ...] | None  # labels of predict_proba's columns; None: no probabilities
+    classes: tuple[str, ...] | None  # predict_proba's columns, as text; None: no probabilities
+    labels: tuple[Any, ...]  # the same classes as the labels answered: "spam", 1, True
     takes_array: bool  # answers a float64 array in schema order exactly as it answers a frame
 
 
@@ -77,7 +79,10 @@ def load_version(name: str, version: str, run_id: str) -> ServedModel:
         run_id=run_id,
         model=model,
         schema=schema,
-        classes=tuple(str(label) for label in model.classes_) if has_probabilities else None,
+        classes=tuple(label_text(native(c)) or "" for c in model.classes_)
+        if has_probabilities
+        else None,
+        labels=tuple(native(label) for label in getattr(model, "classes_", ())),
         takes_array=_takes_array(model, schema, example),
     )
 

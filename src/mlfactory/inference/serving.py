@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from mlfactory.datasets.columns import label_text, native
 from mlfactory.errors import UserError
 from mlfactory.inference.model_cache import ModelCache, ServedModel
 from mlfactory.inference.schema import MISSING, FieldError
@@ -39,7 +40,7 @@ PREDICTIONS_COPY = (
     "FROM STDIN"
 )
 
-ToFeatures = Callable[[list[dict[str, Any]]], Any]  # records -> the model's input frame
+ToFeatures = Callable[[list[dict[str, Any]], list[str]], Any]  # records, columns -> input frame
 
 
 class InvalidRecords(UserError):
@@ -58,8 +59,8 @@ class ModelRefused(UserError):
 
 @dataclass(frozen=True)
 class Answer:
-    label: str
-    probabilities: dict[str, float] | None
+    label: Any  # of the label's type: "spam", 1, true
+    probabilities: dict[str, float] | None  # by the label as text
 
 
 def predict_records(
@@ -75,9 +76,10 @@ def model_input(
     """The model's input for ``records``, one row per record; fields the model does not use are
     ignored. ``InvalidRecords`` names every bad value.
 
-    Without ``to_features`` the records' fields are the model's input columns, checked before
-    anything else; with it, the frame it makes is checked (a pipeline whose source rows need
-    work before the model takes them).
+    Without ``to_features`` the records' fields are the model's input columns, checked against
+    its signature before anything else; with it, the pipeline's function checks the records and
+    makes the frame of the model's columns (a pipeline whose source rows need work before the
+    model takes them, or whose declaration says what a record may hold).
     """
     schema = served.schema
     if to_features is None:
@@ -86,16 +88,14 @@ def model_input(
         if served.takes_array:
             return np.array([columns[name] for name in schema.names], dtype=np.float64).T
         return _frame(served, columns)
-    frame = to_features(records)
+    frame = to_features(records, schema.names)
     if len(frame) != len(records) or not set(schema.names) <= set(frame.columns):
         raise ValueError(
             f"the pipeline's to_features gave {len(frame)} rows with columns "
             f"{list(frame.columns)} for {len(records)} records; model {served.name} needs one "
             f"row per record with columns {schema.names}"
         )
-    features = frame[schema.names]
-    _raise_invalid(schema.check({name: features[name].tolist() for name in schema.names}))
-    return features
+    return frame[schema.names]
 
 
 def answer(served: ServedModel, features: Any) -> list[Answer]:
@@ -104,14 +104,14 @@ def answer(served: ServedModel, features: Any) -> list[Answer]:
     classifiers), so one pass over the model gives both."""
     model = served.model
     if served.classes is None:
-        return [Answer(str(label), None) for label in model.predict(features)]
-    classes = served.classes
+        return [Answer(native(label), None) for label in model.predict(features)]
+    classes, labels = served.classes, served.labels
     probabilities = model.predict_proba(features)
     if not np.isfinite(probabilities).all():
         raise ValueError("the model gave probabilities that are not finite numbers")
     best = probabilities.argmax(axis=1).tolist()
     return [
-        Answer(classes[index], dict(zip(classes, row, strict=True)))
+        Answer(labels[index], dict(zip(classes, row, strict=True)))
         for index, row in zip(best, probabilities.tolist(), strict=True)
     ]
 
@@ -134,7 +134,7 @@ def store_predictions(
                 "dataset": dataset,
                 "model_name": served.name,
                 "model_version": served.version,
-                "label": item.label,
+                "label": label_text(item.label),
                 "scores": item.probabilities or {},
                 "created_at": now,
             }
@@ -169,7 +169,15 @@ def _copy_predictions(
         for prediction_id, item in zip(ids, answers, strict=True):
             scores = orjson.dumps(item.probabilities or {}).decode()
             copy.write_row(
-                (prediction_id, dataset, served.name, served.version, item.label, scores, now)
+                (
+                    prediction_id,
+                    dataset,
+                    served.name,
+                    served.version,
+                    label_text(item.label),
+                    scores,
+                    now,
+                )
             )
     return ids
 

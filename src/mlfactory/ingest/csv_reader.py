@@ -34,6 +34,7 @@ class BadRow:
     reason: str
     raw: str
     raw_bytes: int
+    key: str | None = None  # when known: a replace keeps the stored item of a rejected row
 
 
 class SourceFileError(Exception):
@@ -60,14 +61,18 @@ class _Lines:
         self._pushed.extend(reversed(lines))
 
 
-def read_header(path: Path) -> list[str]:
+def read_header(path: Path, *, delimiter: str = ",") -> list[str]:
     """Return the column names of `path`, or raise :class:`SourceFileError`."""
     with _open(path) as file:
-        return _header(_Lines(file), path)
+        return _header(_Lines(file), path, delimiter)
 
 
 def read_csv_rows(
-    path: Path, *, max_field_bytes: int = 1_000_000, max_record_lines: int = 100
+    path: Path,
+    *,
+    max_field_bytes: int = 1_000_000,
+    max_record_lines: int = 100,
+    delimiter: str = ",",
 ) -> Iterator[SourceRow | BadRow]:
     """Stream the records of `path`, one :class:`SourceRow` or :class:`BadRow` each.
 
@@ -78,10 +83,12 @@ def read_csv_rows(
     """
     with _open(path) as file:
         lines = _Lines(file)
-        header = _header(lines, path)
+        header = _header(lines, path, delimiter)
         for start, first in lines:
             if first:
-                yield _record(lines, start, first, header, max_field_bytes, max_record_lines)
+                yield _record(
+                    lines, start, first, header, max_field_bytes, max_record_lines, delimiter
+                )
 
 
 def _open(path: Path) -> BinaryIO:
@@ -91,12 +98,12 @@ def _open(path: Path) -> BinaryIO:
         raise SourceFileError(f"{path}: cannot open: {error.strerror}") from error
 
 
-def _header(lines: _Lines, path: Path) -> list[str]:
+def _header(lines: _Lines, path: Path, delimiter: str) -> list[str]:
     raw = next((line for _, line in lines if line), None)
     if raw is None:
         raise SourceFileError(f"{path}: empty file, no header")
     try:
-        names = next(csv.reader([raw.decode("utf-8-sig") + "\n"], strict=True))
+        names = next(csv.reader([raw.decode("utf-8-sig") + "\n"], strict=True, delimiter=delimiter))
     except UnicodeDecodeError as error:
         raise SourceFileError(f"{path}: header is not valid UTF-8: {_where(error)}") from None
     except csv.Error as error:
@@ -114,38 +121,39 @@ def _record(
     header: list[str],
     max_field_bytes: int,
     max_record_lines: int,
+    delimiter: str,
 ) -> SourceRow | BadRow:
     try:
         text = first.decode()
     except UnicodeDecodeError as error:
-        return _bad(start, f"not valid UTF-8: {_where(error)}", [first])
+        return bad_bytes(start, f"not valid UTF-8: {_where(error)}", [first])
     taken = [(start, first)]
     try:
-        fields = _parse(text, lines, taken, max_record_lines)
+        fields = _parse(text, lines, taken, max_record_lines, delimiter)
     except csv.Error as error:
         if len(taken) == 1:
-            return _bad(start, f"malformed CSV: {error}", [first])
+            return bad_bytes(start, f"malformed CSV: {error}", [first])
         fields = None
     if fields is None or (len(taken) > 1 and len(fields) != len(header)):
         lines.push_back(taken[1:])
         end = taken[-1][0]
         span = f"line {start}" if end == start else f"lines {start}-{end}"
-        return _bad(start, f"unclosed quote: no valid record in {span}", [first])
+        return bad_bytes(start, f"unclosed quote: no valid record in {span}", [first])
     raw = [line for _, line in taken]
     if len(fields) != len(header):
-        return _bad(start, f"expected {len(header)} fields, got {len(fields)}", raw)
+        return bad_bytes(start, f"expected {len(header)} fields, got {len(fields)}", raw)
     # Only a record longer than the limit can hold a field over it, so most skip the encoding.
     if sum(len(line) for line in raw) > max_field_bytes:
         for name, value in zip(header, fields, strict=True):
             size = len(value.encode())
             if size > max_field_bytes:
                 reason = f"field {name!r} is {size:,} bytes, over the limit of {max_field_bytes:,}"
-                return _bad(start, reason, raw)
+                return bad_bytes(start, reason, raw)
     return SourceRow(start, dict(zip(header, fields, strict=True)))
 
 
 def _parse(
-    text: str, lines: _Lines, taken: list[tuple[int, bytes]], max_lines: int
+    text: str, lines: _Lines, taken: list[tuple[int, bytes]], max_lines: int, delimiter: str
 ) -> list[str] | None:
     """Parse the record whose first line is `text`, or return None if its quote never closes.
 
@@ -168,14 +176,14 @@ def _parse(
         cut = True
 
     try:
-        return next(csv.reader(supply(), strict=True))
+        return next(csv.reader(supply(), strict=True, delimiter=delimiter))
     except csv.Error:
         if cut:
             return None
         raise
 
 
-def _bad(line: int, reason: str, raw_lines: list[bytes]) -> BadRow:
+def bad_bytes(line: int, reason: str, raw_lines: list[bytes]) -> BadRow:
     raw = b"\n".join(raw_lines)
     # A UTF-8 character is at most 4 bytes: decode no more than the characters that are kept.
     kept = raw[: RAW_KEEP_CHARS * 4].decode(errors="replace")[:RAW_KEEP_CHARS]

@@ -12,6 +12,16 @@ The mode of a batch decides which source rows it takes:
 
 Unreadable rows have no key to select them by: every mode rejects them.
 
+The write mode of a batch decides what it does with the rows it takes:
+
+- ``upsert`` (the default): new keys are inserted, changed rows updated, others left alone.
+- ``append``: new keys are inserted; a row whose key is stored with other content is rejected
+  (an append never changes a stored row).
+- ``replace`` (mode ``full`` only): as upsert, and the stored items whose key the batch does not
+  hold are deleted. A deleted item keeps its row (``deleted_batch_id`` names the batch), so the
+  history that leads to it stays whole; a key that comes back is inserted again. A row the batch
+  rejects still protects its stored item when its key is known.
+
 Loads of one data set wait for each other and are written in the order they were opened (see
 ``_write_in_turn``). A batch is written in one
 transaction and set-based, with no round trip per row: rows are hashed in Python as they stream
@@ -45,36 +55,47 @@ from mlfactory.store import DataLoad, Item, ItemHistory, Rejection, utcnow
 
 Sessions = sessionmaker[Session]
 Mode = Literal["full", "fraction", "watermark"]
+WriteMode = Literal["upsert", "append", "replace"]
 DEFAULT_SEED = 42
 CHUNK = 500  # rows per IN (...) query when reading back data of changed items
 LOAD_ORDER_PATIENCE = 600.0  # seconds a batch waits for an earlier batch of its data set
 LOAD_ORDER_POLL = 0.05  # seconds between looks while it waits
-LOADER_META = frozenset({"fraction_seed", "watermark_field", "watermark"})
+LOADER_META = frozenset({"fraction_seed", "watermark_field", "watermark", "write"})
 KEY_MAX = Item.__table__.c.key.type.length
 LABEL_MAX = Item.__table__.c.label.type.length
 
 STAGE_TABLE = """
 CREATE TEMPORARY TABLE load_stage (
-    ordinal integer, key text, data jsonb, label text, content_hash text
+    ordinal integer, line integer, key text, data jsonb, label text, content_hash text
 ) ON COMMIT DROP
 """
-STAGE_COPY = "COPY load_stage (ordinal, key, data, label, content_hash) FROM STDIN"
+STAGE_COPY = "COPY load_stage (ordinal, line, key, data, label, content_hash) FROM STDIN"
+# An append refuses the staged rows whose key is stored, not deleted, with other content.
+APPEND_CONFLICTS = text("""
+DELETE FROM load_stage s
+ USING items i
+ WHERE i.dataset = :dataset AND i.key = s.key AND i.deleted_batch_id IS NULL
+   AND i.content_hash <> s.content_hash
+RETURNING s.line, s.key, s.data::text
+""")
 # One statement for the whole batch. Every CTE reads the items as they were before it, so
-# `changed` holds the old data of the items to update, for their history.
+# `changed` holds the old data of the items to update, for their history. A deleted item whose
+# key comes back is `revived`: inserted again, in its history too.
 MERGE = text("""
 WITH changed AS (
-    SELECT i.id, i.data AS old_data, i.label AS old_label, s.data, s.label, s.content_hash
+    SELECT i.id, i.data AS old_data, i.label AS old_label, s.data, s.label, s.content_hash,
+           i.deleted_batch_id IS NOT NULL AS revived
       FROM load_stage s
       JOIN items i ON i.dataset = :dataset AND i.key = s.key
-     WHERE i.content_hash <> s.content_hash
+     WHERE i.content_hash <> s.content_hash OR i.deleted_batch_id IS NOT NULL
 ),
 updated AS (
     UPDATE items i
        SET data = c.data, label = c.label, content_hash = c.content_hash,
-           last_batch_id = :batch_id, updated_at = :now
+           last_batch_id = :batch_id, updated_at = :now, deleted_batch_id = NULL
       FROM changed c
      WHERE i.id = c.id
-    RETURNING i.id, c.old_data, c.old_label, c.data, c.label
+    RETURNING i.id, c.old_data, c.old_label, c.data, c.label, c.revived
 ),
 inserted AS (
     INSERT INTO items (dataset, key, data, label, content_hash,
@@ -91,12 +112,31 @@ history AS (
            jsonb_build_object('data', data, 'label', label), :now
       FROM inserted
     UNION ALL
-    SELECT id, :batch_id, 'update',
-           jsonb_build_object('data', old_data, 'label', old_label),
+    SELECT id, :batch_id, CASE WHEN revived THEN 'insert' ELSE 'update' END,
+           CASE WHEN revived THEN NULL
+                ELSE jsonb_build_object('data', old_data, 'label', old_label) END,
            jsonb_build_object('data', data, 'label', label), :now
       FROM updated
 )
-SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated)
+SELECT (SELECT count(*) FROM inserted) + (SELECT count(*) FROM updated WHERE revived),
+       (SELECT count(*) FROM updated WHERE NOT revived)
+""")
+# A replace deletes the live items whose key is neither staged nor protected by a rejected row.
+DELETE_ABSENT = text("""
+WITH gone AS (
+    UPDATE items i
+       SET deleted_batch_id = :batch_id, last_batch_id = :batch_id, updated_at = :now
+     WHERE i.dataset = :dataset AND i.deleted_batch_id IS NULL
+       AND i.key NOT IN (SELECT key FROM load_stage)
+       AND i.key <> ALL(CAST(:kept AS text[]))
+    RETURNING i.id, i.data, i.label
+),
+history AS (
+    INSERT INTO item_history (item_id, batch_id, operation, before, after, changed_at)
+    SELECT id, :batch_id, 'delete', jsonb_build_object('data', data, 'label', label), NULL, :now
+      FROM gone
+)
+SELECT count(*) FROM gone
 """)
 SQLITE_INSERT = """
 INSERT INTO items (dataset, key, data, label, content_hash,
@@ -138,6 +178,7 @@ class LoadResult:
     rows_updated: int
     rows_unchanged: int
     rows_rejected: int
+    rows_deleted: int = 0
     percentage: float | None = None
     watermark: Any = None
 
@@ -154,10 +195,15 @@ class _Options:
     seed: int
     watermark_field: str | None
     meta: dict[str, Any] = field(default_factory=dict)
+    write: WriteMode = "upsert"
 
     def __post_init__(self) -> None:
         if self.mode not in get_args(Mode):
             raise ValueError(f"unknown load mode {self.mode!r}; choose among {get_args(Mode)}")
+        if self.write not in get_args(WriteMode):
+            raise ValueError(f"unknown write {self.write!r}; choose among {get_args(WriteMode)}")
+        if self.write == "replace" and self.mode != "full":
+            raise ValueError("a replace takes the whole source: mode 'full' only")
         if (self.mode == "fraction") != (self.percentage is not None):
             raise ValueError("a percentage is required by mode 'fraction' and by no other")
         if self.percentage is not None:
@@ -169,12 +215,13 @@ class _Options:
             raise ValueError(f"metadata keys {reserved} are written by the loader itself")
 
     def batch_meta(self) -> dict[str, Any]:
-        """The caller's metadata plus what the loader records about the mode."""
+        """The caller's metadata plus what the loader records about the modes."""
+        meta = {**self.meta, "write": self.write}
         if self.mode == "fraction":
-            return {**self.meta, "fraction_seed": self.seed}
+            return {**meta, "fraction_seed": self.seed}
         if self.mode == "watermark":
-            return {**self.meta, "watermark_field": self.watermark_field}
-        return dict(self.meta)
+            return {**meta, "watermark_field": self.watermark_field}
+        return meta
 
 
 class _Staged(NamedTuple):
@@ -186,6 +233,7 @@ class _Staged(NamedTuple):
     label: str | None
     data_json: str
     digest: str
+    line: int | None
 
 
 class _Refused(NamedTuple):
@@ -293,15 +341,16 @@ def load_batch(
     watermark_field: str | None = None,
     meta: dict[str, Any] | None = None,
     run_id: int | None = None,
+    write: WriteMode = "upsert",
 ) -> LoadResult:
-    """Upsert ``rows`` into ``dataset`` as one batch; bad rows go to ``rejections``.
+    """Write ``rows`` into ``dataset`` as one batch; bad rows go to ``rejections``.
 
     ``mode="fraction"`` takes the first ``percentage`` % of the source's keys permuted with
     ``seed``; ``mode="watermark"`` takes the rows whose ``watermark_field`` is newer than the
-    stored watermark. ``name`` defaults to ``initial`` then ``load_N``; ``meta`` is kept in the
-    batch's metadata.
+    stored watermark. ``write`` is ``upsert``, ``append`` or ``replace`` (see the module).
+    ``name`` defaults to ``initial`` then ``load_N``; ``meta`` is kept in the batch's metadata.
     """
-    options = _Options(mode, percentage, seed, watermark_field, dict(meta or {}))
+    options = _Options(mode, percentage, seed, watermark_field, dict(meta or {}), write)
     batch_id, name = _open_batch(sessions, dataset, options, name, source, run_id)
     try:
         result = _write_in_turn(
@@ -400,21 +449,23 @@ def _write_batch(
     triage = _Triage(selection)
     now = utcnow()
     merge = _merge_copy if session.get_bind().dialect.name == "postgresql" else _merge_sqlite
-    inserted, updated = merge(session, dataset, batch_id, triage(rows), now)
-    if triage.refused:
+    merged = merge(session, _Target(dataset, batch_id, now, options.write), triage, rows)
+    refused = [*triage.refused, *merged.refused]
+    if refused:
         session.execute(
             insert(Rejection),
-            [_rejection(dataset, batch_id, run_id, refused, now) for refused in triage.refused],
+            [_rejection(dataset, batch_id, run_id, row, now) for row in refused],
         )
     outcome = selection.outcome()
     result = LoadResult(
         batch_id=batch_id,
         name=name,
         rows_seen=triage.staged + len(triage.refused),
-        rows_inserted=inserted,
-        rows_updated=updated,
-        rows_unchanged=triage.staged - inserted - updated,
-        rows_rejected=len(triage.refused),
+        rows_inserted=merged.inserted,
+        rows_updated=merged.updated,
+        rows_unchanged=triage.staged - merged.inserted - merged.updated - len(merged.refused),
+        rows_rejected=len(refused),
+        rows_deleted=merged.deleted,
         percentage=options.percentage,
         watermark=outcome.get("watermark"),
     )
@@ -512,11 +563,15 @@ class _Triage:
         self.refused: list[_Refused] = []
         self.staged = 0
 
+    def kept_keys(self) -> list[str]:
+        """Keys of the rows refused so far: a replace must not delete their stored items."""
+        return [row.key for row in self.refused if row.key is not None]
+
     def __call__(self, rows: Iterable[Record | BadRow]) -> Iterator[_Staged]:
         first_line: dict[str, int | None] = {}
         for row in rows:
             if isinstance(row, BadRow):
-                self.refused.append(_Refused(row.line, None, row.reason, row.raw, row.raw_bytes))
+                self.refused.append(_Refused(row.line, row.key, row.reason, row.raw, row.raw_bytes))
                 continue
             try:
                 if not self._selection.admits(row):
@@ -535,7 +590,7 @@ class _Triage:
                 self.refused.append(_refused(row, problem))
                 continue
             self.staged += 1
-            yield _Staged(row.key, row.data, row.label, data_json, digest)
+            yield _Staged(row.key, row.data, row.label, data_json, digest, row.line)
 
 
 def _canonical(data: dict[str, Any], label: str | None) -> tuple[str, str]:
@@ -585,37 +640,66 @@ def _later(value: Decimal | datetime, than: Decimal | datetime) -> bool:
     return value > than  # type: ignore[operator]
 
 
-def _merge_copy(
-    session: Session, dataset: str, batch_id: int, staged: Iterable[_Staged], now: datetime
-) -> tuple[int, int]:
-    """PostgreSQL: COPY the batch into a staging table, then merge it in one statement.
+class _Target(NamedTuple):
+    dataset: str
+    batch_id: int
+    now: datetime
+    write: WriteMode
 
-    Returns the numbers of inserted and updated items.
-    """
+
+class _Merged(NamedTuple):
+    inserted: int
+    updated: int
+    deleted: int
+    refused: list[_Refused]
+    """Rows the write refused after staging (an append's changed rows)."""
+
+
+APPEND_REASON = "key {key!r} is stored with other content; an append never changes a stored row"
+
+
+def _merge_copy(
+    session: Session, target: _Target, triage: _Triage, rows: Iterable[Record | BadRow]
+) -> _Merged:
+    """PostgreSQL: COPY the batch into a staging table, then merge it in one statement (and,
+    for a replace, delete the absent keys in another)."""
     session.execute(text(STAGE_TABLE))
     driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor, cursor.copy(STAGE_COPY) as copy:
-        for ordinal, row in enumerate(staged):
-            copy.write_row((ordinal, row.key, row.data_json, row.label, row.digest))
-    inserted, updated = session.execute(
-        MERGE, {"dataset": dataset, "batch_id": batch_id, "now": now}
-    ).one()
-    return inserted, updated
+        for ordinal, row in enumerate(triage(rows)):
+            copy.write_row((ordinal, row.line, row.key, row.data_json, row.label, row.digest))
+    params = {"dataset": target.dataset, "batch_id": target.batch_id, "now": target.now}
+    refused = []
+    if target.write == "append":
+        conflicts = session.execute(APPEND_CONFLICTS, params).all()
+        refused = [_conflict(line, key, raw) for line, key, raw in conflicts]
+    inserted, updated = session.execute(MERGE, params).one()
+    deleted = 0
+    if target.write == "replace":
+        # With statistics of the staging table, the planner hashes its keys once (NOT IN, a
+        # hashed subplan), whatever it believes of items the batch has just inserted; a NOT
+        # EXISTS was planned as a scan of the stage per item: minutes at 60,000 rows.
+        session.execute(text("ANALYZE load_stage"))
+        deleted = session.execute(DELETE_ABSENT, {**params, "kept": triage.kept_keys()}).scalar()
+    return _Merged(inserted, updated, deleted or 0, refused)
 
 
 def _merge_sqlite(
-    session: Session, dataset: str, batch_id: int, staged: Iterable[_Staged], now: datetime
-) -> tuple[int, int]:
+    session: Session, target: _Target, triage: _Triage, rows: Iterable[Record | BadRow]
+) -> _Merged:
     """SQLite: one read of the data set's keys, executemany inserts of new items with their
-    history in one INSERT ... SELECT, and executemany updates of changed ones.
+    history in one INSERT ... SELECT, and executemany updates of changed (or revived) ones.
 
     New items are written through the driver, with the JSON text the hash was computed on, so
-    each row is serialised once. Returns the numbers of inserted and updated items.
+    each row is serialised once.
     """
+    dataset, batch_id, now = target.dataset, target.batch_id, target.now
     existing = {
-        key: (item_id, digest)
-        for item_id, key, digest in session.execute(
-            select(Item.id, Item.key, Item.content_hash).where(Item.dataset == dataset)
+        key: (item_id, digest, deleted is not None)
+        for item_id, key, digest, deleted in session.execute(
+            select(Item.id, Item.key, Item.content_hash, Item.deleted_batch_id).where(
+                Item.dataset == dataset
+            )
         )
     }
     connection = session.connection()
@@ -623,25 +707,49 @@ def _merge_sqlite(
     written = (batch_id, batch_id, stamp, stamp)  # first and last batch, created and updated
     inserts: list[tuple[Any, ...]] = []
     updates: dict[int, dict[str, Any]] = {}
-    for row in staged:
+    revived: set[int] = set()
+    refused: list[_Refused] = []
+    seen: set[str] = set()
+    for row in triage(rows):
+        seen.add(row.key)
         known = existing.get(row.key)
         if known is None:
             inserts.append((dataset, row.key, row.data_json, row.label, row.digest, *written))
-        elif known[1] != row.digest:
-            updates[known[0]] = {
-                "data": row.data,
-                "label": row.label,
-                "content_hash": row.digest,
-                "last_batch_id": batch_id,
-                "updated_at": now,
-            }
+            continue
+        item_id, digest, deleted = known
+        if not deleted and digest == row.digest:
+            continue
+        if not deleted and target.write == "append":
+            refused.append(_conflict(row.line, row.key, row.data_json))
+            continue
+        if deleted:
+            revived.add(item_id)
+        updates[item_id] = {
+            "data": row.data,
+            "label": row.label,
+            "content_hash": row.digest,
+            "last_batch_id": batch_id,
+            "updated_at": now,
+            "deleted_batch_id": None,
+        }
     if inserts:
         # The batch holds the database's write lock: the items above the highest id are its own.
         highest = session.scalar(select(func.coalesce(func.max(Item.id), 0)))
         connection.exec_driver_sql(SQLITE_INSERT, inserts)
         connection.exec_driver_sql(SQLITE_INSERT_HISTORY, (batch_id, stamp, highest))
-    _update_items(session, updates, batch_id, now)
-    return len(inserts), len(updates)
+    _update_items(session, updates, revived, batch_id, now)
+    deleted = 0
+    if target.write == "replace":
+        kept = seen | set(triage.kept_keys())
+        absent = [known[0] for key, known in existing.items() if key not in kept and not known[2]]
+        deleted = _delete_items(session, absent, batch_id, now)
+    return _Merged(len(inserts) + len(revived), len(updates) - len(revived), deleted, refused)
+
+
+def _conflict(line: int | None, key: str, raw: str) -> _Refused:
+    return _Refused(
+        line, key, APPEND_REASON.format(key=key), raw[:RAW_KEEP_CHARS], len(raw.encode())
+    )
 
 
 def _db_timestamp(session: Session, moment: datetime) -> Any:
@@ -651,33 +759,73 @@ def _db_timestamp(session: Session, moment: datetime) -> Any:
     return process(moment) if process else moment
 
 
-def _update_items(
-    session: Session, updates: dict[int, dict[str, Any]], batch_id: int, now: datetime
-) -> None:
-    """Update changed items, with their old state read back first for their history."""
-    history = []
-    ids = list(updates)
+def _states(session: Session, ids: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(id, {data, label}) of the given items, read in chunks."""
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         for item_id, data, label in session.execute(
             select(Item.id, Item.data, Item.label).where(Item.id.in_(chunk))
         ):
-            after = updates[item_id]
-            history.append(
-                {
-                    "item_id": item_id,
-                    "batch_id": batch_id,
-                    "operation": "update",
-                    "before": {"data": data, "label": label},
-                    "after": {"data": after["data"], "label": after["label"]},
-                    "changed_at": now,
-                }
-            )
-    if updates:
-        session.execute(
-            update(Item), [{"id": item_id, **values} for item_id, values in updates.items()]
-        )
-        session.execute(insert(ItemHistory), history)
+            yield item_id, {"data": data, "label": label}
+
+
+def _update_items(
+    session: Session,
+    updates: dict[int, dict[str, Any]],
+    revived: set[int],
+    batch_id: int,
+    now: datetime,
+) -> None:
+    """Update changed items, with their old state read back first for their history; a revived
+    item's history says it was inserted again."""
+    if not updates:
+        return
+    history = [
+        {
+            "item_id": item_id,
+            "batch_id": batch_id,
+            "operation": "insert" if item_id in revived else "update",
+            "before": None if item_id in revived else before,
+            "after": {"data": updates[item_id]["data"], "label": updates[item_id]["label"]},
+            "changed_at": now,
+        }
+        for item_id, before in _states(session, list(updates))
+    ]
+    session.execute(
+        update(Item), [{"id": item_id, **values} for item_id, values in updates.items()]
+    )
+    session.execute(insert(ItemHistory), history)
+
+
+def _delete_items(session: Session, ids: list[int], batch_id: int, now: datetime) -> int:
+    """Mark the items deleted by ``batch_id``, their last state kept in their history."""
+    if not ids:
+        return 0
+    history = [
+        {
+            "item_id": item_id,
+            "batch_id": batch_id,
+            "operation": "delete",
+            "before": before,
+            "after": None,
+            "changed_at": now,
+        }
+        for item_id, before in _states(session, ids)
+    ]
+    session.execute(
+        update(Item),
+        [
+            {
+                "id": item_id,
+                "deleted_batch_id": batch_id,
+                "last_batch_id": batch_id,
+                "updated_at": now,
+            }
+            for item_id in ids
+        ],
+    )
+    session.execute(insert(ItemHistory), history)
+    return len(ids)
 
 
 def _refused(record: Record, reason: str) -> _Refused:

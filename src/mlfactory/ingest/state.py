@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from mlfactory.store import DataLoad
+from mlfactory.store import DataLoad, Rejection
 
 
 def dataset_status(sessions: sessionmaker[Session], dataset: str) -> dict[str, Any]:
@@ -54,8 +54,47 @@ def _batch_dict(batch: DataLoad) -> dict[str, Any]:
         "rows_updated": batch.rows_updated,
         "rows_unchanged": batch.rows_unchanged,
         "rows_rejected": batch.rows_rejected,
+        "rows_deleted": batch.rows_deleted,
         "started_at": batch.started_at.isoformat(),
         "ended_at": batch.ended_at.isoformat() if batch.ended_at else None,
         "error": batch.error,
         "metadata": batch.meta,
     }
+
+
+def rejection_page(
+    sessions: sessionmaker[Session],
+    dataset: str,
+    *,
+    batch_id: int | None,
+    stage: str | None,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    """Rejected rows of ``dataset``, newest first, with how many there are per stage (under
+    the batch filter, before the stage filter)."""
+    where = [Rejection.dataset == dataset]
+    if batch_id is not None:
+        where.append(Rejection.batch_id == batch_id)
+    with sessions() as session:
+        stages = dict(
+            session.execute(
+                select(Rejection.stage, func.count()).where(*where).group_by(Rejection.stage)
+            ).all()
+        )
+        if stage is not None:
+            where.append(Rejection.stage == stage)
+        total = session.scalar(select(func.count()).select_from(Rejection).where(*where)) or 0
+        rows = session.scalars(
+            select(Rejection)
+            .where(*where)
+            .order_by(Rejection.id.desc())
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        fields = [attr.key for attr in Rejection.__mapper__.column_attrs if attr.key != "dataset"]
+        return {
+            "total": total,
+            "by_stage": {name: stages[name] for name in sorted(stages)},
+            "rejections": [{name: getattr(row, name) for name in fields} for row in rows],
+        }

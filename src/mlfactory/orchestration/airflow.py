@@ -2,7 +2,8 @@
 
 Each task runs its step through :func:`run_step_attempt`, the path the local runner takes, so
 ``pipeline_runs`` / ``task_runs`` read the same whichever engine ran a pipeline (``engine`` says
-which). Upstream outputs travel as XComs; Airflow retries a step as the pipeline says; the
+which). Upstream outputs travel as XComs; Airflow retries a step as the pipeline says, except a
+mistake to fix (a ``UserError``: wrong columns, bad parameters), which fails it at once; the
 pipeline's success and failure hooks become the DAG's callbacks.
 
 Building DAGs touches neither the store nor the network: Airflow imports the DAG file often.
@@ -17,7 +18,9 @@ from typing import Any
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param
+from airflow.sdk.exceptions import AirflowFailException
 
+from mlfactory.errors import UserError
 from mlfactory.orchestration import records
 from mlfactory.orchestration.announce import announce_run
 from mlfactory.orchestration.context import Context, run_artifact_dir
@@ -109,7 +112,10 @@ def run_task(pipeline_name: str, step_name: str, **context: Any) -> dict[str, An
         artifact_dir=run_artifact_dir(settings, pipeline.name, run_id),
         log=logging.getLogger(f"mlfactory.{pipeline.name}.{step.name}"),
     )
-    return run_step_attempt(step, step_context)
+    try:
+        return run_step_attempt(step, step_context)
+    except UserError as exc:  # a mistake to fix, not a transient failure: no retry
+        raise AirflowFailException(str(exc)) from exc
 
 
 def _external_id(context: dict[str, Any]) -> str:

@@ -43,10 +43,12 @@ class Step:
 class Serving:
     """How the API serves a pipeline's champion: the registered model it predicts with and,
     when the model's input is not simply the source fields it was trained on, the function
-    turning records shaped like source rows into that input."""
+    turning records shaped like source rows into that input: ``to_features(records, columns)``
+    gives a frame of the model's input ``columns``, one row per record, or raises an error
+    naming the bad values."""
 
     model_name: str
-    to_features: Callable[[list[dict[str, Any]]], Any] | None = None
+    to_features: Callable[[list[dict[str, Any]], list[str]], Any] | None = None
 
 
 @dataclass(frozen=True)

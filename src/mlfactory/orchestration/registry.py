@@ -1,4 +1,9 @@
-"""Where pipelines come from: the ``mlfactory.pipelines`` entry-point group.
+"""Where pipelines come from: two entry-point groups.
+
+- ``mlfactory.pipelines``: each entry point names a :class:`Pipeline`, called as the entry
+  point is (listing names imports nothing);
+- ``mlfactory.pipeline_collections``: each names a :class:`PipelineCollection` that stands for
+  several pipelines: the declared ones (built-in and the project file's) are one.
 
 The built-in pipelines register there too (see pyproject.toml), so this layer never imports
 ``mlfactory.pipelines`` and a user's package adds pipelines by declaring an entry point.
@@ -7,32 +12,64 @@ The built-in pipelines register there too (see pyproject.toml), so this layer ne
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
+from typing import Protocol, runtime_checkable
 
 from mlfactory.errors import UserError
 from mlfactory.orchestration.pipeline import Pipeline
 
 GROUP = "mlfactory.pipelines"
+COLLECTIONS = "mlfactory.pipeline_collections"
 
 
 class UnknownPipeline(UserError):
     pass
 
 
+@runtime_checkable
+class PipelineCollection(Protocol):
+    """Several pipelines behind one entry point."""
+
+    def names(self) -> list[str]: ...
+
+    def get(self, name: str) -> Pipeline: ...
+
+
 def pipeline_names() -> list[str]:
-    """Names of every registered pipeline, without importing any of them."""
-    return sorted({entry.name for entry in entry_points(group=GROUP)})
+    """Names of every registered pipeline."""
+    names: dict[str, str] = {entry.name: entry.value for entry in entry_points(group=GROUP)}
+    for entry, collection in _collections():
+        for name in collection.names():
+            if name in names:
+                raise ValueError(
+                    f"pipeline {name!r} is registered twice: by {names[name]} and {entry.value}"
+                )
+            names[name] = entry.value
+    return sorted(names)
 
 
 def get_pipeline(name: str) -> Pipeline:
-    matches = [entry for entry in entry_points(group=GROUP) if entry.name == name]
-    if not matches:
-        known = ", ".join(pipeline_names()) or "none"
-        raise UnknownPipeline(f"unknown pipeline {name!r} (registered: {known})")
-    return _load(matches[0])
+    for entry in entry_points(group=GROUP):
+        if entry.name == name:
+            return _load(entry)
+    for _, collection in _collections():
+        if name in collection.names():
+            return collection.get(name)
+    known = ", ".join(pipeline_names()) or "none"
+    raise UnknownPipeline(f"unknown pipeline {name!r} (registered: {known})")
 
 
 def all_pipelines() -> list[Pipeline]:
     return [get_pipeline(name) for name in pipeline_names()]
+
+
+def _collections() -> list[tuple[EntryPoint, PipelineCollection]]:
+    found = []
+    for entry in entry_points(group=COLLECTIONS):
+        collection = entry.load()
+        if not isinstance(collection, PipelineCollection):
+            raise TypeError(f"entry point {entry.value!r} of {COLLECTIONS} is no collection")
+        found.append((entry, collection))
+    return found
 
 
 def _load(entry: EntryPoint) -> Pipeline:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from tenacity import Retrying, stop_after_attempt, wait_fixed
+from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_fixed
 
+from mlfactory.errors import UserError
 from mlfactory.orchestration import records
 from mlfactory.orchestration.announce import announce_run
 from mlfactory.orchestration.context import Context, run_artifact_dir
@@ -170,6 +171,7 @@ def _run_with_retries(
 
     retrying = Retrying(
         stop=stop_after_attempt(retries + 1),
+        retry=retry_if_not_exception_type(UserError),  # a mistake to fix fails at once
         wait=wait_fixed(delay),
         before_sleep=before_sleep,
         reraise=True,
@@ -182,7 +184,7 @@ def _run_with_retries(
             try:
                 output = run_step_attempt(step, replace(context, attempt=number))
             except Exception as exc:
-                if number > retries:
+                if number > retries or isinstance(exc, UserError):
                     notify(
                         StepEvent(
                             step.name, "failed", number, time.perf_counter() - began, str(exc)

@@ -1,5 +1,6 @@
-"""What the model-training steps of every pipeline do alike: the MLflow run of a pipeline run,
-recording the registered version, the champion decision and the closing summary.
+"""The building blocks of pipeline steps: the MLflow run of a pipeline run, snapshots, the
+registered version, the champion decision, drift reports and the closing summary. None of them
+depends on the names of a pipeline's steps: each takes what it works on.
 
 Heavy libraries are imported inside the functions, as in the pipeline modules.
 """
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mlfactory.orchestration import Context
 
 if TYPE_CHECKING:
+    from mlfactory.monitoring import DriftReport
     from mlfactory.training.promote import Promotion
     from mlfactory.training.registry import RegisteredModel
 
@@ -101,25 +103,27 @@ def registered_output(ctx: Context, registered: RegisteredModel, **extra: Any) -
     }
 
 
-def promote_trained(
+def promote_version(
     ctx: Context,
     model_name: str,
+    version: str,
+    *,
     metric: str,
+    score: float,
     score_model: Callable[[Any], float],
-    score: float | None = None,
 ) -> dict[str, Any]:
-    """Apply the champion rule to the version the ``train`` step registered, comparing its
-    ``score`` on ``metric`` (by default the ``evaluate`` step's) with the champion's, scored by
-    ``score_model``."""
+    """Apply the champion rule to ``version`` of ``model_name``: its ``score`` on ``metric``
+    against the champion's, which ``score_model`` computes on the same held-out set. The alias
+    move is audited and a new champion announced; the decision goes on the run record."""
     from mlfactory.training.promote import promote
     from mlfactory.training.tracking import use_tracking
 
     promotion = promote(
         use_tracking(ctx.settings),
         model_name,
-        ctx.output_of("train")["model_version"],
+        version,
         metric=metric,
-        score=ctx.output_of("evaluate")[metric] if score is None else score,
+        score=score,
         score_model=score_model,
     )
     ctx.update_run(summary={"promotion": promotion.as_dict()})
@@ -180,13 +184,96 @@ def recipients(ctx: Context) -> tuple[str, ...]:
         return ()
 
 
-def publish_summary(ctx: Context, report: dict[str, Any]) -> dict[str, Any]:
-    """The summary as an artefact of the run, of its MLflow run, and on its run record."""
+def publish_summary(
+    ctx: Context, report: dict[str, Any], mlflow_run_id: str | None = None
+) -> dict[str, Any]:
+    """The summary as an artefact of the run and on its run record, and of the MLflow run
+    ``mlflow_run_id`` when given."""
     from mlfactory.training.tracking import log_to_run
 
-    log_to_run(
-        ctx.settings, ctx.output_of("train")["mlflow_run_id"], dicts={"summary.json": report}
-    )
+    if mlflow_run_id is not None:
+        log_to_run(ctx.settings, mlflow_run_id, dicts={"summary.json": report})
     ctx.write_json("summary.json", report)
     ctx.update_run(summary=report)
     return report
+
+
+def record_drift(
+    ctx: Context,
+    report: DriftReport,
+    *,
+    dataset: str,
+    snapshot_id: int | None,
+    model_name: str,
+    title: str,
+) -> dict[str, Any]:
+    """A drift report as files (JSON and HTML) logged to a new MLflow run of the pipeline, a
+    ``drift_reports`` row (``GET /v1/drift``, the Prometheus gauges) and, at severity alert or
+    above, a message; the verdict, which also goes on the run record."""
+    import mlflow
+
+    from mlfactory.monitoring import Severity, write_report
+    from mlfactory.store.tables import DriftCheck
+
+    json_path, html_path = write_report(report, ctx.artifact_dir, title=title)
+    with training_run(ctx, candidate="drift"):
+        mlflow.log_metrics(
+            {f"psi_{group.group.replace(' ', '_')}": group.psi for group in report.groups}
+        )
+        mlflow.log_artifact(str(json_path))
+        mlflow.log_artifact(str(html_path))
+    with ctx.sessions.begin() as session:
+        check = DriftCheck(
+            dataset=dataset,
+            pipeline=ctx.pipeline,
+            run_id=ctx.run_id,
+            snapshot_id=snapshot_id,
+            model_name=model_name,
+            severity=str(report.severity),
+            dataset_drift=report.dataset_drift,
+            report=report.to_dict(),
+            html_path=str(html_path),
+        )
+        session.add(check)
+        session.flush()
+        check_id = check.id
+    verdict = {
+        "checked": True,
+        "drift_report_id": check_id,
+        "severity": str(report.severity),
+        "dataset_drift": report.dataset_drift,
+        "psi": {group.group: round(group.psi, 4) for group in report.groups},
+        "drifted_columns": report.drifted_columns,
+    }
+    ctx.update_run(summary={"drift": verdict})
+    if report.severity.level >= Severity.ALERT.level:
+        try:
+            _alert(ctx, report, model_name)
+        except Exception:  # the report is stored: a retry of the step would store it twice
+            ctx.log.exception("the drift alert of report %s was not sent", check_id)
+    return verdict
+
+
+def _alert(ctx: Context, report: DriftReport, model_name: str) -> None:
+    """A drift alert message for the groups over the alert threshold (one per severity within
+    the notification cooldown)."""
+    from mlfactory.monitoring import DriftOptions
+    from mlfactory.notify import DriftAlert, DriftGroup, drift_alert, send
+
+    threshold = DriftOptions().psi_alert
+    alert = DriftAlert(
+        pipeline=ctx.pipeline,
+        severity=str(report.severity),  # type: ignore[arg-type]
+        groups=tuple(
+            DriftGroup(group.group, group.psi, threshold)
+            for group in report.groups
+            if group.psi >= threshold
+        ),
+        model_name=model_name,
+    )
+    send(
+        ctx.settings,
+        ctx.sessions,
+        drift_alert(alert, ctx.settings.api_public_url),
+        recipients(ctx),
+    )

@@ -1,10 +1,11 @@
 """``products``: the product type of a Rakuten France catalogue entry, from its title and text.
 
-check_state -> load (the next increment: 40 %, then +3 % a week up to 100 %) -> validate_load ->
-snapshot (fixed evaluation set, class-balanced training set) -> train (TF-IDF word and character
-n-grams on designation + description, logistic regression) -> evaluate (weighted and macro F1 on
-the fixed set, per-class report) -> promote -> predict (every item without a prediction from the
-champion) -> summary. Every Monday at 00:00.
+The ``text_classification`` template (see the declaration in ``datasets/builtin.yaml``) plus
+steps of its own that load the catalogue as it arrives: check_state -> load (the next
+increment: 40 %, then +3 % a week up to 100 %) -> validate_load; then the template's drift,
+snapshot (fixed evaluation set, class-balanced training set), train (TF-IDF word and character
+n-grams on designation + description, logistic regression), evaluate (weighted and macro F1 on
+the fixed set), promote, predict and summary. Every Monday at 00:00.
 
 The catalogue texts available here are the first 499 products of the challenge (the full label
 file has 84,916 rows): enough to exercise every step, far too few for the challenge's scores.
@@ -14,27 +15,20 @@ Heavy libraries are imported inside the steps: Airflow imports this module when 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from mlfactory.orchestration import Context, Pipeline, Serving, Step
-from mlfactory.pipelines.common import (
-    log_snapshots,
-    promote_trained,
-    publish_summary,
-    registered_output,
-    take_snapshots,
-    training_run,
-)
+from mlfactory.datasets.declarations import PipelineDeclaration
+from mlfactory.datasets.project import Declarations
+from mlfactory.orchestration import Context, Pipeline, Step
+from mlfactory.pipelines.templates import LOAD, TemplateParams
+from mlfactory.pipelines.templates import build as build_template
 
 if TYPE_CHECKING:
     import pandas as pd
 
 DATASET = "products"
-TEXT_COLUMNS = ("designation", "description")
-PROMOTION_METRIC = "weighted_f1"
 # Descriptions the source repository's author typed into rows 0, 1 and 3 as test text; the
 # challenge's own file has them empty (see the data set's SOURCE.md).
 PLACEHOLDER_DESCRIPTIONS = frozenset(
@@ -42,38 +36,38 @@ PLACEHOLDER_DESCRIPTIONS = frozenset(
 )
 
 
-class ProductsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int = Field(
-        42, description="Seed of the key permutation, the evaluation set and balancing."
-    )
+class ProductsParams(TemplateParams):
     first_percentage: float = Field(
         40.0, gt=0, le=100, description="Share loaded by the first run."
     )
     step_percentage: float = Field(3.0, gt=0, le=100, description="Share added by each later run.")
-    evaluation_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share carved out once for evaluation."
+
+
+def build(declaration: PipelineDeclaration, declarations: Declarations) -> Pipeline:
+    """The text template, loading the catalogue by weekly increments."""
+    return build_template(
+        declaration,
+        declarations,
+        ingest=(
+            Step("check_state", check_state),
+            Step(LOAD, load, needs=("check_state",)),
+            Step("validate_load", validate_load, needs=(LOAD,)),
+        ),
+        prepare=blank_placeholders,
+        params=ProductsParams,
     )
-    balance: bool = Field(True, description="Oversample minority classes in the training snapshot.")
-    c: float = Field(10.0, gt=0, description="Inverse regularisation strength of the classifier.")
-    model_name: str = Field(DATASET, min_length=1, description="Registered model name.")
-    batch_size: int = Field(500, gt=0, description="Items claimed per prediction batch.")
+
+
+def blank_placeholders(frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's input with the placeholder descriptions as empty text."""
+    if "description" in frame:
+        frame.loc[frame["description"].isin(PLACEHOLDER_DESCRIPTIONS), "description"] = ""
+    return frame
 
 
 def _params(ctx: Context) -> ProductsParams:
     assert isinstance(ctx.params, ProductsParams)
     return ctx.params
-
-
-def product_features(records: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
-    """The model's input from stored item data: the two text columns, missing text as ""."""
-    import pandas as pd
-
-    frame = pd.DataFrame(records).reindex(columns=list(TEXT_COLUMNS))
-    frame = frame.fillna("").astype(str)
-    frame.loc[frame["description"].isin(PLACEHOLDER_DESCRIPTIONS), "description"] = ""
-    return frame
 
 
 def check_state(ctx: Context) -> dict[str, Any]:
@@ -99,15 +93,24 @@ def check_state(ctx: Context) -> dict[str, Any]:
 
 def load(ctx: Context) -> dict[str, Any]:
     """Load the next increment as one batch (``initial``, then ``week_N``); at 100 % say so."""
+    from mlfactory.datasets.project import get_dataset
+    from mlfactory.ingest.declared import check_columns_unchanged, declared_meta, read_declared
     from mlfactory.ingest.loader import Record, load_batch
-    from mlfactory.ingest.sources import read_products
 
     state = ctx.output_of("check_state")
     percentage = state["next_percentage"]
     if percentage is None:
         ctx.log.info("the whole catalogue is loaded (100 %%): nothing new to load")
-        return {"loaded": False, "percentage": 100.0, "message": "all data loaded (100 %)"}
-    rows = list(read_products(ctx.settings))
+        return {
+            "loaded": False,
+            "percentage": 100.0,
+            "message": "all data loaded (100 %)",
+            "dataset": DATASET,
+        }
+    declared = get_dataset(ctx.settings, DATASET)
+    check_columns_unchanged(ctx.sessions, declared, DATASET)
+    records, origin = read_declared(ctx.settings, declared)
+    rows = list(records)
     result = load_batch(
         ctx.sessions,
         DATASET,
@@ -116,12 +119,15 @@ def load(ctx: Context) -> dict[str, Any]:
         percentage=percentage,
         seed=_params(ctx).seed,
         name="initial" if state["loads"] == 0 else f"week_{state['loads']}",
-        source="rakuten",
+        source=origin,
         run_id=ctx.run_id,
+        write=declared.mode,
+        meta=declared_meta(declared),
     )
     keyed = sum(isinstance(row, Record) for row in rows)
     return {
         **result.as_dict(),
+        "dataset": DATASET,
         "loaded": True,
         "source_keys": keyed,
         "source_bad_rows": len(rows) - keyed,
@@ -161,157 +167,3 @@ def validate_load(ctx: Context) -> dict[str, Any]:
     if problems:
         raise ValueError("load check failed: " + "; ".join(problems))
     return {"checked": True, "items": items, "expected_rows": expected}
-
-
-def snapshot(ctx: Context) -> dict[str, Any]:
-    """The fixed evaluation set (carved once) and this run's balanced training snapshot."""
-    params = _params(ctx)
-    return take_snapshots(
-        ctx,
-        DATASET,
-        evaluation_fraction=params.evaluation_fraction,
-        balance=params.balance,
-        seed=params.seed,
-    )
-
-
-def train(ctx: Context) -> dict[str, Any]:
-    """Fit the text classifier on the training snapshot; log the snapshot as the run's dataset
-    input, the model, and register a new version."""
-    import mlflow
-    import pandas as pd
-
-    from mlfactory.training.registry import CLOUDPICKLE, log_and_register
-    from mlfactory.training.text import text_classifier
-
-    params = _params(ctx)
-    snapshots = ctx.output_of("snapshot")
-    frame = pd.read_parquet(snapshots["training"]["path"])
-    features = product_features(frame)
-    model = text_classifier(TEXT_COLUMNS, c=params.c, seed=params.seed)
-    model.fit(features, frame["label"])
-    with training_run(ctx):
-        mlflow.log_params(
-            {
-                "C": params.c,
-                "balance": params.balance,
-                "seed": params.seed,
-                "train_rows": len(frame),
-                "percentage": ctx.output_of("load")["percentage"],
-            }
-        )
-        log_snapshots(DATASET, snapshots)
-        registered = log_and_register(
-            model, features, params.model_name, serialization_format=CLOUDPICKLE
-        )
-    return registered_output(ctx, registered, train_rows=len(frame))
-
-
-def evaluate(ctx: Context) -> dict[str, Any]:
-    """Weighted and macro F1 and a per-class report on the fixed evaluation set."""
-    import pandas as pd
-
-    from mlfactory.training.evaluate import (
-        confusion_matrix_figure,
-        multiclass_metrics,
-        per_class_report,
-    )
-    from mlfactory.training.registry import load_model
-    from mlfactory.training.tracking import log_to_run, use_tracking
-
-    use_tracking(ctx.settings)
-    trained = ctx.output_of("train")
-    frame = pd.read_parquet(ctx.output_of("snapshot")["evaluation"]["path"])
-    predicted = load_model(trained["model_uri"]).predict(product_features(frame))
-    metrics = multiclass_metrics(frame["label"], predicted)
-    title = f"{ctx.pipeline} v{trained['model_version']} (evaluation set, {len(frame)} items)"
-    log_to_run(
-        ctx.settings,
-        trained["mlflow_run_id"],
-        metrics={f"eval_{name}": value for name, value in metrics.items()},
-        dicts={"per_class_report.json": per_class_report(frame["label"], predicted)},
-        figures={"confusion_matrix.png": confusion_matrix_figure(frame["label"], predicted, title)},
-    )
-    ctx.update_run(metrics=metrics)
-    return metrics | {"evaluation_rows": len(frame)}
-
-
-def promote(ctx: Context) -> dict[str, Any]:
-    """Champion only if the new version beats the champion's weighted F1 on the fixed set."""
-    import pandas as pd
-    from sklearn.metrics import f1_score
-
-    frame = pd.read_parquet(ctx.output_of("snapshot")["evaluation"]["path"])
-    features = product_features(frame)
-
-    def weighted_f1(model: Any) -> float:
-        return float(f1_score(frame["label"], model.predict(features), average="weighted"))
-
-    return promote_trained(ctx, _params(ctx).model_name, PROMOTION_METRIC, weighted_f1)
-
-
-def predict(ctx: Context) -> dict[str, Any]:
-    """A prediction from the champion for every item that has none from its version."""
-    from dataclasses import asdict
-
-    from mlfactory.inference.batch import predict_pending
-
-    params = _params(ctx)
-    result = predict_pending(
-        ctx.sessions,
-        ctx.settings,
-        DATASET,
-        params.model_name,
-        to_features=product_features,
-        batch_size=params.batch_size,
-        run_id=ctx.run_id,
-    )
-    return asdict(result)
-
-
-def summary(ctx: Context) -> dict[str, Any]:
-    """What this run loaded, trained, scored, promoted and predicted."""
-    snapshots, evaluated = ctx.output_of("snapshot"), ctx.output_of("evaluate")
-    trained = ctx.output_of("train")
-    report = {
-        "percentage": ctx.output_of("load")["percentage"],
-        "loaded": ctx.output_of("load")["loaded"],
-        "items": ctx.output_of("check_state")["items"],
-        "training_rows": snapshots["training"]["row_count"],
-        "training_classes": snapshots["training"]["class_counts"],
-        "balanced_classes": snapshots["training"]["balanced_counts"],
-        "evaluation_rows": evaluated["evaluation_rows"],
-        "weighted_f1": evaluated["weighted_f1"],
-        "macro_f1": evaluated["macro_f1"],
-        "model": {"name": _params(ctx).model_name, "version": trained["model_version"]},
-        "alias": ctx.output_of("promote")["alias"],
-        "predicted": ctx.output_of("predict")["predicted"],
-    }
-    return publish_summary(ctx, report)
-
-
-pipeline = Pipeline(
-    name="products",
-    description=__doc__ or "",
-    schedule="0 0 * * 1",
-    params=ProductsParams,
-    retries=1,
-    retry_delay=5.0,
-    tags=("text", "multiclass", "incremental"),
-    serving=Serving(model_name=DATASET, to_features=product_features),
-    steps=(
-        Step("check_state", check_state),
-        Step("load", load, needs=("check_state",)),
-        Step("validate_load", validate_load, needs=("load",)),
-        Step("snapshot", snapshot, needs=("validate_load",)),
-        Step("train", train, needs=("snapshot", "load")),
-        Step("evaluate", evaluate, needs=("train", "snapshot")),
-        Step("promote", promote, needs=("train", "snapshot", "evaluate")),
-        Step("predict", predict, needs=("promote",)),
-        Step(
-            "summary",
-            summary,
-            needs=("check_state", "load", "snapshot", "train", "evaluate", "promote", "predict"),
-        ),
-    ),
-)

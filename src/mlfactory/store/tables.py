@@ -120,6 +120,7 @@ class DataLoad(Base):
     rows_updated: Mapped[int] = mapped_column(default=0)
     rows_unchanged: Mapped[int] = mapped_column(default=0)
     rows_rejected: Mapped[int] = mapped_column(default=0)
+    rows_deleted: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
     run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
@@ -157,6 +158,9 @@ class Item(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     first_batch_id: Mapped[int] = mapped_column(ForeignKey("data_loads.id"))
     last_batch_id: Mapped[int] = mapped_column(ForeignKey("data_loads.id"))
+    deleted_batch_id: Mapped[int | None] = mapped_column(ForeignKey("data_loads.id"))
+    """The batch that deleted the item (a replace whose source no longer has its key); a
+    deleted item keeps its row and history, and is no longer part of its data set."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

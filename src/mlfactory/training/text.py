@@ -23,21 +23,29 @@ def clean_text(value: str | None) -> str:
     return _SPACE.sub(" ", text).strip().lower()
 
 
-def text_classifier(columns: Sequence[str], *, c: float = 10.0, seed: int = 42) -> Pipeline:
+def text_classifier(
+    columns: Sequence[str], *, c: float = 10.0, seed: int = 42, max_iter: int = 2000
+) -> Pipeline:
     """Word (1-2) and character (2-5, within words) TF-IDF per text column, then a logistic
     regression; an empty text is fine, a missing one must be given as ""."""
+    return Pipeline(
+        [
+            ("features", ColumnTransformer(tfidf_vectorizers(columns))),
+            ("classifier", LogisticRegression(C=c, max_iter=max_iter, random_state=seed)),
+        ]
+    )
+
+
+def tfidf_vectorizers(columns: Sequence[str]) -> list[tuple[str, TfidfVectorizer, str]]:
+    """Word (1-2) and character (2-5, within words) TF-IDF of each text column, as the parts
+    of a ColumnTransformer."""
     vectorizers = []
     for column in columns:
         vectorizers += [
             (f"{column}_words", _tfidf(analyzer="word", ngram_range=(1, 2)), column),
             (f"{column}_chars", _tfidf(analyzer="char_wb", ngram_range=(2, 5)), column),
         ]
-    return Pipeline(
-        [
-            ("features", ColumnTransformer(vectorizers)),
-            ("classifier", LogisticRegression(C=c, max_iter=2000, random_state=seed)),
-        ]
-    )
+    return vectorizers
 
 
 def _tfidf(**options: object) -> TfidfVectorizer:

@@ -78,6 +78,9 @@ class ItemFields(BaseModel):
     data: dict[str, Any]
     first_batch_id: int
     last_batch_id: int
+    deleted_batch_id: int | None = Field(
+        description="The load that deleted the item (a replace without its key); null if live."
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -9,10 +9,11 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from mlfactory.api.deps import SessionsDep, Viewer
-from mlfactory.api.load_queries import load_batches, rejection_page
+from mlfactory.api.load_queries import load_batches
 from mlfactory.api.queries import dataset_known
 from mlfactory.api.routes.datasets import BatchInfo
 from mlfactory.api.schemas import MAX_ID, NO_NUL
+from mlfactory.ingest.state import rejection_page
 
 router = APIRouter(tags=["datasets"])
 

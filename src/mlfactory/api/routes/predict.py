@@ -32,6 +32,7 @@ from mlfactory.api.deps import Admin, User
 from mlfactory.api.metrics import record_model_load, record_predictions
 from mlfactory.api.problems import problem
 from mlfactory.api.trail import audit
+from mlfactory.datasets.columns import label_text
 from mlfactory.inference.champion import NoChampionError
 from mlfactory.inference.model_cache import ModelCache, ServedModel
 from mlfactory.inference.schema import UnservableModel
@@ -89,7 +90,7 @@ class PredictRequest(BaseModel):
 
 class PredictionOut(BaseModel):
     id: int = Field(description="Id of the stored prediction.")
-    label: str
+    label: str | int | float | bool = Field(description="Of the label's declared type.")
     probabilities: dict[str, float] | None = Field(
         description="Probability of each class; null for a model that gives none."
     )
@@ -149,7 +150,9 @@ async def predict(name: str, body: PredictRequest, request: Request, account: Us
     ids = await run_in_threadpool(
         store_predictions, request.app.state.sessions, name, served, answers
     )
-    record_predictions(name, served.name, served.version, [item.label for item in answers])
+    record_predictions(
+        name, served.name, served.version, [label_text(item.label) or "" for item in answers]
+    )
     content = {
         "pipeline": name,
         "model_name": served.name,

@@ -82,7 +82,7 @@ def _answer(response: dict[str, Any]) -> None:
     if not probabilities:
         st.info("This model gives no probabilities.")
         return
-    confidence = probabilities.get(label, max(probabilities.values()))
+    confidence = max(probabilities.values())  # the answer is the most probable class
     left, right = st.columns([1, 2])
     with left:
         st.metric("Confidence", f"{confidence:.1%}")

@@ -17,12 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlfactory.orchestration import Context, Pipeline, Step
 from mlfactory.pipelines.arxiv.articles import DATASET, MODEL_NAME, TEXT_COLUMNS
-from mlfactory.pipelines.common import recipients, training_run
+from mlfactory.pipelines.common import record_drift
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlfactory.monitoring import DriftReport
 
 SUBJECT = "subject"
 
@@ -47,9 +46,8 @@ def drift(ctx: Context) -> dict[str, Any]:
     """Compare the recent articles with the training snapshot; store and log the report."""
     from mlfactory.datasets.recent import recent_items
     from mlfactory.datasets.snapshots import latest_training_snapshot, load_snapshot
-    from mlfactory.monitoring import Severity, compare, write_report
+    from mlfactory.monitoring import compare
     from mlfactory.store import utcnow
-    from mlfactory.store.tables import DriftCheck
 
     params = ctx.params
     assert isinstance(params, MonitorParams)
@@ -75,72 +73,17 @@ def drift(ctx: Context) -> dict[str, Any]:
             "since": since.isoformat(timespec="seconds"),
         },
     )
-    json_path, html_path = write_report(report, ctx.artifact_dir, title="arXiv drift report")
-    with training_run(ctx):
-        import mlflow
-
-        mlflow.log_metrics(
-            {f"psi_{group.group.replace(' ', '_')}": group.psi for group in report.groups}
-        )
-        mlflow.log_artifact(str(json_path))
-        mlflow.log_artifact(str(html_path))
-    with ctx.sessions.begin() as session:
-        check = DriftCheck(
-            dataset=DATASET,
-            pipeline=ctx.pipeline,
-            run_id=ctx.run_id,
-            snapshot_id=snapshot.id,
-            model_name=params.model_name,
-            severity=str(report.severity),
-            dataset_drift=report.dataset_drift,
-            report=report.to_dict(),
-            html_path=str(html_path),
-        )
-        session.add(check)
-        session.flush()
-        check_id = check.id
-    summary = {
-        "checked": True,
-        "drift_report_id": check_id,
-        "severity": str(report.severity),
-        "dataset_drift": report.dataset_drift,
-        "psi": {group.group: round(group.psi, 4) for group in report.groups},
-        "drifted_columns": report.drifted_columns,
-        "reference_rows": len(reference),
-        "current_rows": len(current),
-    }
+    verdict = record_drift(
+        ctx,
+        report,
+        dataset=DATASET,
+        snapshot_id=snapshot.id,
+        model_name=params.model_name,
+        title="arXiv drift report",
+    )
+    summary = {**verdict, "reference_rows": len(reference), "current_rows": len(current)}
     ctx.update_run(summary=summary)
-    if report.severity.level >= Severity.ALERT.level:
-        try:
-            _alert(ctx, report, params.model_name)
-        except Exception:  # the report is stored: a retry of the step would store it twice
-            ctx.log.exception("the drift alert of report %s was not sent", check_id)
     return summary
-
-
-def _alert(ctx: Context, report: DriftReport, model_name: str) -> None:
-    """A drift alert message for the groups over the alert threshold (one per severity within
-    the notification cooldown)."""
-    from mlfactory.monitoring import DriftOptions
-    from mlfactory.notify import DriftAlert, DriftGroup, drift_alert, send
-
-    threshold = DriftOptions().psi_alert
-    alert = DriftAlert(
-        pipeline=ctx.pipeline,
-        severity=str(report.severity),  # type: ignore[arg-type]
-        groups=tuple(
-            DriftGroup(group.group, group.psi, threshold)
-            for group in report.groups
-            if group.psi >= threshold
-        ),
-        model_name=model_name,
-    )
-    send(
-        ctx.settings,
-        ctx.sessions,
-        drift_alert(alert, ctx.settings.api_public_url),
-        recipients(ctx),
-    )
 
 
 def _features(

@@ -20,7 +20,7 @@ from mlfactory.orchestration import Context, Pipeline, Serving, Step
 from mlfactory.pipelines.arxiv.articles import DATASET, MODEL_NAME, TEXT_COLUMNS, article_features
 from mlfactory.pipelines.common import (
     log_snapshots,
-    promote_trained,
+    promote_version,
     publish_summary,
     registered_output,
     take_snapshots,
@@ -184,8 +184,13 @@ def promote(ctx: Context) -> dict[str, Any]:
         return float(f1_score(frame["label"], model.predict(features), average="macro"))
 
     trained = ctx.output_of("train")
-    return promote_trained(
-        ctx, _params(ctx).model_name, PROMOTION_METRIC, macro_f1, score=trained["macro_f1"]
+    return promote_version(
+        ctx,
+        _params(ctx).model_name,
+        trained["model_version"],
+        metric=PROMOTION_METRIC,
+        score=trained["macro_f1"],
+        score_model=macro_f1,
     )
 
 
@@ -206,7 +211,7 @@ def summary(ctx: Context) -> dict[str, Any]:
         "model": {"name": _params(ctx).model_name, "version": trained["model_version"]},
         "alias": ctx.output_of("promote")["alias"],
     }
-    return publish_summary(ctx, report)
+    return publish_summary(ctx, report, trained["mlflow_run_id"])
 
 
 pipeline = Pipeline(
