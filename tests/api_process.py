@@ -54,12 +54,15 @@ class ApiProcess:
 
 
 @contextmanager
-def api_process(env: dict[str, str], log: Path, *args: str) -> Iterator[ApiProcess]:
-    """``mlfactory serve --port 0 ARGS``, once it answers ``/health``."""
+def api_process(
+    env: dict[str, str], log: Path, *args: str, cwd: Path | None = None
+) -> Iterator[ApiProcess]:
+    """``mlfactory serve --port 0 ARGS`` (run in ``cwd``), once it answers ``/health``."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "mlfactory", "serve", "--port", "0", *args],
             env=env,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -161,7 +161,7 @@ def date_parts(frame: pd.DataFrame) -> np.ndarray:
     for column in frame.columns:
         moments = pd.to_datetime(frame[column], utc=True)
         days = (moments - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(days=1)
-        parts += [days, moments.dt.month, moments.dt.weekday, moments.dt.hour]
+        parts += [days, moments.dt.month, moments.dt.day_of_week, moments.dt.hour]
     return np.column_stack([np.asarray(part, dtype="float64") for part in parts])
 
 

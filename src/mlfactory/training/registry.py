@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,15 +62,29 @@ def log_model(
     and reads the registry, so cloudpickle is acceptable there.
     """
     example = features.head(5)
-    info = mlflow.sklearn.log_model(
-        model,
-        name="model",
-        signature=infer_signature(example, model.predict(example)),
-        input_example=example,
-        pip_requirements=[*model_requirements(serialization_format), *extra_requirements],
-        serialization_format=serialization_format,
-    )
+    with _cloudpickle_warning_off():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            pip_requirements=[*model_requirements(serialization_format), *extra_requirements],
+            serialization_format=serialization_format,
+        )
     return LoggedModel(model_uri=info.model_uri, run_id=info.run_id)
+
+
+@contextmanager
+def _cloudpickle_warning_off() -> Iterator[None]:
+    """MLflow warns at every cloudpickle save that pickles run code when loaded: a choice made
+    above on purpose, which would otherwise fill every run's output."""
+    logger = logging.getLogger("mlflow.sklearn")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def register(logged: LoggedModel, registered_name: str) -> RegisteredModel:

@@ -58,7 +58,6 @@ class ClassificationSteps:
         """Compare the rows this load brought in with the data the last model trained on."""
         from mlfactory.datasets.recent import batch_items
         from mlfactory.datasets.snapshots import latest_training_snapshot, load_snapshot
-        from mlfactory.monitoring import compare
 
         loaded = ctx.output_of(LOAD)
         dataset, plan = loaded["dataset"], self.plan
@@ -72,6 +71,8 @@ class ClassificationSteps:
         if len(current) < minimum:
             reason = f"{len(current)} new or changed rows, fewer than {minimum}"
             return {"checked": False, "reason": reason}
+        from mlfactory.monitoring import compare
+
         reference = load_snapshot(snapshot).drop_duplicates("key")  # undo the oversampling
         columns = plan.inputs(ctx.params)
         sides = [_watched(plan, frame, columns) for frame in (reference, current)]
