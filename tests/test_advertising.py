@@ -126,7 +126,8 @@ def test_malformed_rows_are_rejected_and_the_run_goes_on(
         b"68.95,35,61833.9,256.09,Bad flag,Town,2,Tunisia,2016-03-27 00:53:11,1",
         b"68.95,35,61833.9,256.09,Bad date,Town,0,Tunisia,27/03/2016,1",
     ]
-    source = tmp_path / "malformed.csv"
+    source = settings.home / "malformed.csv"  # the home is a folder runs may read
+    source.parent.mkdir(parents=True, exist_ok=True)
     source.write_bytes(b"\n".join([header, *rows[:500], *bad, *rows[500:]]) + b"\n")
 
     outcome = run(settings, model_name, source=str(source))

@@ -71,6 +71,12 @@ def test_run_prints_metrics_and_version_then_runs_and_status_list_it(cli_env, mo
         (["run", "advertising", "-p", "features=Age,Height"], "unknown features ['Height']"),
         (["runs", "nope"], "unknown pipeline 'nope'"),
         (["runs", "--id", "999"], "no run with id 999"),
+        (["data", "load", "nope"], "unknown data set 'nope' (declared: advertising, arxiv"),
+        (["data", "status", "nope"], "unknown data set 'nope'"),
+        (["data", "history", "nope"], "unknown data set 'nope'"),
+        (["data", "show", "nope"], "unknown data set 'nope'"),
+        (["data", "rejections", "nope"], "unknown data set 'nope'"),
+        (["data", "add", "advertising", "--file", "x.csv"], "'advertising' is already declared"),
     ],
 )
 def test_mistakes_get_one_line_not_a_traceback(cli_env, args: list[str], message: str) -> None:
@@ -117,12 +123,13 @@ def test_a_pipeline_from_another_package_is_found_by_entry_point(cli_env, tmp_pa
 
 @pytest.mark.slow
 def test_sigkill_during_the_load_then_rerun_converges(
-    cli_env, sessions, advertising_csv: Path, tmp_path: Path, model_name: str
+    cli_env, settings: Settings, sessions, advertising_csv: Path, model_name: str
 ) -> None:
     """Kill the load twice at random points, rerun: the store is what one clean load makes."""
     with advertising_csv.open(newline="") as file:
         header, *rows = list(csv.reader(file))
-    source = tmp_path / "big.csv"
+    source = settings.home / "big.csv"  # the home is a folder runs may read
+    source.parent.mkdir(parents=True, exist_ok=True)
     with source.open("w", newline="") as file:  # 60,000 distinct rows
         topic = header.index("Ad Topic Line")
         csv.writer(file).writerows(
@@ -180,3 +187,52 @@ def _batches(sessions, status: str | None = None) -> int:
         query = query.where(DataLoad.status == status)
     with sessions() as session:
         return session.scalar(query)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_data_add_drafts_a_declaration_that_loads_and_runs(
+    cli_env, advertising_csv: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "clicks.csv").write_bytes(advertising_csv.read_bytes())
+    env = {**cli_env, "MLF_PROJECT_FILE": str(tmp_path / "mlfactory.yaml")}
+    added = mlfactory(env, "data", "add", "clicks", "--file", str(tmp_path / "clicks.csv"),
+                      "--label", "Clicked on Ad")  # fmt: skip
+    assert "Added data set clicks and pipeline clicks" in added.stdout
+    declared = declarations(Settings(project_file=tmp_path / "mlfactory.yaml"))
+    columns = {name: column.type for name, column in declared.datasets["clicks"].columns.items()}
+    assert columns == {
+        "Daily Time Spent on Site": "number",
+        "Age": "integer",
+        "Area Income": "number",
+        "Daily Internet Usage": "number",
+        "Ad Topic Line": "text",
+        "City": "text",  # 969 cities for 1,000 rows: text, not a category
+        "Male": "integer",
+        "Country": "text",
+        "Timestamp": "date",
+        "Clicked on Ad": "integer",
+    }
+    assert declared.datasets["clicks"].source.path == "clicks.csv"  # beside the project file
+    shown = json.loads(mlfactory(env, "data", "show", "clicks", "--json").stdout)
+    assert shown["declaration"]["label"] == {"column": "Clicked on Ad"} and shown["items"] == 0
+
+    loaded = json.loads(mlfactory(env, "data", "load", "clicks", "--json").stdout)
+    assert (loaded["rows_inserted"], loaded["rows_rejected"]) == (1000, 0)
+    run = mlfactory(env, "run", "clicks")
+    assert "Registered model clicks version 1 (alias champion)" in run.stdout
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_data_add_writes_nothing_it_cannot_read_back(cli_env, tmp_path: Path) -> None:
+    (tmp_path / "ids.csv").write_text("id,label\n1,a\n2,b\n")
+    project = tmp_path / "mlfactory.yaml"
+    env = {**cli_env, "MLF_PROJECT_FILE": str(project)}
+    args = ("data", "add", "ids", "--file", str(tmp_path / "ids.csv"))
+    added = mlfactory(env, *args, "--key", "id", "--label", "label")
+    assert "No pipeline: data set 'ids' has no usable feature" in added.stdout
+    assert "pipelines" not in project.read_text()  # the data set alone, valid
+    before = project.read_text()
+    again = mlfactory(env, *args, check=False)
+    assert again.returncode == 2 and "'ids' is already declared" in again.stderr
+    assert project.read_text() == before

@@ -83,6 +83,7 @@ def test_a_project_declares_a_data_set_and_a_pipeline(tmp_path: Path) -> None:
         (("label: Exited", "label: Gone"), ":2: datasets.churn: label column 'Gone' is not a"),
         (("churn:\n    source", "advertising:\n    source"), ":2: datasets.advertising: 'adver"),
         (("key: [CustomerId]", "key: line"), ":2: datasets.churn: key `line` only with mode"),
+        (("path: churn.csv", "pth: churn.csv"), ":3: datasets.churn.source: a csv source has no"),
     ],
 )
 def test_a_mistake_names_the_file_the_line_and_the_field(
@@ -128,3 +129,81 @@ def test_every_declarable_template_builds(tmp_path: Path) -> None:
     }
     assert set(built) == set(get_args(Template))
     assert built["text_classification"].ordered_steps()[0].name == "load"
+
+
+def test_anchors_and_merge_keys_are_read(tmp_path: Path) -> None:
+    text = CHURN.replace(
+        "      Age: {type: integer, min: 18, nullable: true}",
+        "      Age: &age {type: integer, min: 18, nullable: true}\n"
+        "      Tenure: {<<: *age, min: 0}",
+    )
+    declared = declarations(project(tmp_path, text))
+    tenure = declared.datasets["churn"].columns["Tenure"]
+    assert (tenure.type, tenure.min, tenure.nullable) == ("integer", 0, True)
+
+
+def test_a_declared_pipeline_may_not_take_the_name_of_one_in_code(tmp_path: Path) -> None:
+    text = CHURN.replace("pipelines:\n  churn:", "pipelines:\n  arxiv_train:")
+    assert (
+        ":12: pipelines.arxiv_train: 'arxiv_train' is already the name of a pipeline in code"
+        in (error(tmp_path, text))
+    )
+
+
+def test_values_written_in_yaml_take_the_column_type(tmp_path: Path) -> None:
+    text = CHURN.replace("choices: [France, Spain]", "choices: [1, 2]").replace(
+        "label: Exited", "label: {column: Exited, map: {0: stayed, 1: left}, positive: left}"
+    )
+    churn = declarations(project(tmp_path, text)).datasets["churn"]
+    assert churn.columns["Geography"].choices == ["1", "2"]  # a category holds text
+    assert churn.label is not None and churn.label.map == {0: "stayed", 1: "left"}
+    assert churn.label_type == "category" and churn.label.positive == "left"
+    bad = CHURN.replace(
+        "Exited: {type: integer, choices: [0, 1]}", "Exited: {type: integer, choices: [0, 1.5]}"
+    )
+    assert "choice 1.5 is not an integer" in error(tmp_path, bad)
+
+
+def test_a_shared_path_stays_inside_the_data_sets_folder(tmp_path: Path) -> None:
+    text = CHURN.replace(
+        "source: {kind: csv, path: churn.csv}",
+        "source: {kind: csv, url: 'https://example.org/x.csv', sha256: '"
+        + "a" * 64
+        + "', shared: ../../etc/passwd}",
+    )
+    assert "must be a path inside MLF_DATASETS_DIR" in error(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("column", "given", "stored_or_error"),
+    [
+        ({"type": "integer"}, "9007199254740992", 9007199254740992),  # 2**53: still exact
+        ({"type": "integer"}, "9007199254740993", "is beyond ±9,007,199,254,740,992"),
+        ({"type": "integer"}, "9" * 400, "is beyond ±9,007,199,254,740,992"),
+        ({"type": "number"}, "1e400", "is not a finite number"),
+        (
+            {"type": "date", "max": "2024-01-01"},
+            "2024-01-01T03:00+05:00",
+            "2024-01-01T03:00:00+05:00",
+        ),
+        ({"type": "date", "max": "2024-01-01"}, "2024-01-01T03:00+00:00", "is above the maximum"),
+        ({"type": "category"}, "  Lyon ", "Lyon"),
+        ({"type": "boolean", "nullable": True}, "   ", None),
+    ],
+)
+def test_source_values_are_typed_exactly(column: dict, given: str, stored_or_error: object) -> None:
+    from datetime import date
+
+    from mlfactory.datasets.columns import ColumnReader
+    from mlfactory.datasets.declarations import Column
+
+    if column.get("max") == "2024-01-01":
+        column = {**column, "max": date(2024, 1, 1)}
+    reader = ColumnReader("x", Column.model_validate(column))
+    if isinstance(stored_or_error, str) and stored_or_error.startswith("is "):
+        with pytest.raises(
+            ValueError, match=stored_or_error.replace("(", r"\(").replace(")", r"\)")
+        ):
+            reader.from_source(given)
+    else:
+        assert reader.from_source(given) == stored_or_error

@@ -135,7 +135,7 @@ def test_a_run_on_a_valid_file_trains_on_a_data_set_of_its_own(
     assert run_pipeline(pipeline, {"model_name": model_name}, settings=settings).status == "success"
     before = stored(sessions, "advertising")
     lines = advertising_csv.read_text().splitlines()
-    small = tmp_path / "hundred.csv"
+    small = settings.home / "hundred.csv"  # the home is a folder runs may read
     small.write_text("\n".join([lines[0], *lines[1:101]]) + "\n")  # 100 of the same rows
 
     outcome = run_pipeline(
@@ -148,6 +148,32 @@ def test_a_run_on_a_valid_file_trains_on_a_data_set_of_its_own(
     assert outcome.outputs["summary"]["samples"] == {"train": 70, "test": 30}
     assert stored(sessions, "advertising") == before  # 1,000 rows, not merged with the 100
     assert len(stored(sessions, derived)) == 100
+
+
+def test_a_run_reads_a_source_file_only_under_the_allowed_folders(
+    settings: Settings, sessions: Any, tmp_path: Path, model_name: str
+) -> None:
+    from mlfactory.orchestration import get_pipeline, run_pipeline
+
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a,b\n1,2\n")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    link = settings.home / "link.csv"  # inside the home, pointing out of it
+    link.symlink_to(outside)
+    pipeline = get_pipeline("advertising")
+    for path in ("/etc/passwd", str(outside), str(link)):
+        outcome = run_pipeline(
+            pipeline, {"model_name": model_name, "source": path}, settings=settings
+        )
+        assert outcome.status == "failed"
+        assert "is outside the folders a run may read" in (outcome.error or "")
+        assert "root:" not in (outcome.error or "")  # nothing of the file is echoed
+    assert batches(sessions) == 0
+    allowed = settings.model_copy(update={"source_roots": [tmp_path]})
+    outcome = run_pipeline(
+        pipeline, {"model_name": model_name, "source": str(outside)}, settings=allowed
+    )
+    assert "does not match data set 'advertising'" in (outcome.error or "")  # read, then refused
 
 
 def test_upsert_updates_changed_rows_and_keeps_the_others(
@@ -214,6 +240,28 @@ def test_replace_deletes_the_keys_gone_from_the_source_and_keeps_their_history(
     assert stored(sessions, "clicks")["2"][1] is None
 
 
+def test_a_replace_with_unreadable_rows_or_no_rows_deletes_nothing(
+    settings: Settings, sessions: Any, tmp_path: Path
+) -> None:
+    settings = clicks(settings, tmp_path, mode="replace")
+    load(settings, sessions)
+    broken = tmp_path / "broken.csv"
+    broken.write_text('id,age,city,clicked\n1,35,Tunis,0\n"2,61,,1\n')  # row 2: unclosed quote
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("id,age,city,clicked\n")
+
+    for path, reason in (
+        (broken, "1 rejected rows have no key: they could be any stored item"),
+        (header_only, "the source had no row to keep"),
+    ):
+        result = load(settings, sessions, path)
+        assert result.rows_deleted == 0
+        with sessions() as session:
+            meta = session.get_one(DataLoad, result.batch_id).meta
+        assert meta["deletions_skipped"] == reason
+    assert all(deleted is None for _, deleted in stored(sessions, "clicks").values())
+
+
 def test_a_changed_declaration_is_refused_until_a_replace(
     settings: Settings, sessions: Any, tmp_path: Path
 ) -> None:
@@ -222,7 +270,7 @@ def test_a_changed_declaration_is_refused_until_a_replace(
     project = Path(str(settings.project_file))
     project.write_text(project.read_text().replace("city: {type: category", "city: {type: text"))
 
-    with pytest.raises(SchemaMismatch, match=r"'city' category -> text"):
+    with pytest.raises(SchemaMismatch, match=r"'city' category\? -> text\?"):
         load(settings, sessions)
     assert batches(sessions) == 1
 

@@ -293,6 +293,9 @@ def test_two_concurrent_workers_summarise_every_article_exactly_once(
     sessions = session_factory(no_waiting.render_as_string(hide_password=False))
     count = load_articles(sessions, llm_settings, 30)
     llm.rule = lambda _body: Reply(delay=0.02)  # each batch holds its claim for a while
+    # Time enough for an answer on a loaded machine: a timed-out request retried would be
+    # counted below as an article asked for twice.
+    llm_settings = llm_settings.model_copy(update={"llm_timeout": 10.0})
     start = threading.Barrier(2)
     results: list[SummaryResult] = []
     errors: list[BaseException] = []

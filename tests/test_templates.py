@@ -265,3 +265,17 @@ def test_the_declared_collection_lists_and_builds_the_project_pipelines(
     assert {"advertising", "products", "visits"} <= set(collection.names())
     assert collection.get("visits").params.model_fields["model_name"].default == "visits"
     assert get_pipeline("visits").tags[0] == "tabular_classification"
+
+
+def test_texts_as_sentence_embeddings(datasets_dir: Path) -> None:
+    """``text_features: embeddings``: the packaged all-MiniLM-L6-v2, offline, in the pipeline."""
+    reviews = pd.read_csv(datasets_dir / "reviews" / "banks_fr_trustpilot" / "reviews.csv")
+    sample = reviews.groupby("Rating").head(12)  # 60 reviews, every rating
+    frame = sample[["Company", "Experience"]].reset_index(drop=True)
+    inputs = Inputs.of({"Company": "category", "Experience": "text"})
+    model = classifier(inputs, ModelChoice(c=10.0), text_features="embeddings")
+    model.fit(frame, sample["Rating"].tolist())
+    assert model.named_steps["features"].named_transformers_["embeddings"].columns == (
+        "Experience",
+    )
+    assert model.score(frame, sample["Rating"].tolist()) > 0.6

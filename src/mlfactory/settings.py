@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         default=None, description="Folder holding named data sets, looked at before the cache."
     )
     cache_dir: Path = Field(default=Path(), description="Downloaded data sets.")
+    source_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders a run's `source` file may be read from (JSON list; default: the "
+        "data sets folder, the home and the project file's folder).",
+    )
     project_file: Path | None = Field(
         default=None,
         description="The project file declaring data sets and pipelines (default: "
@@ -120,6 +125,18 @@ class Settings(BaseSettings):
         self.artifacts_dir = self.artifacts_dir.expanduser().resolve()
         self.cache_dir = self.cache_dir.expanduser().resolve()
         return self
+
+    @property
+    def readable_roots(self) -> list[Path]:
+        """Where a run parameter may name a file: ``MLF_SOURCE_ROOTS``, else the defaults."""
+        if self.source_roots:
+            return [root.expanduser().resolve() for root in self.source_roots]
+        roots = [self.home]
+        if self.datasets_dir is not None:
+            roots.append(self.datasets_dir.expanduser().resolve())
+        if self.project_file is not None:
+            roots.append(self.project_file.parent)
+        return roots
 
     @property
     def mlflow_artifacts_uri(self) -> str:

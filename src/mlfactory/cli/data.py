@@ -24,6 +24,7 @@ from mlfactory.cli.common import (
     user_errors,
 )
 from mlfactory.datasets.project import (
+    DeclarationError,
     UnknownDataset,
     add_declarations,
     declarations,
@@ -64,19 +65,25 @@ def data_add(
 
     settings = get_settings()
     target = project_file(settings)
+    if not target.is_file():  # the first declaration creates the project file
+        settings = settings.model_copy(update={"project_file": None})
     if dataset in declarations(settings).datasets:
-        raise UnknownDataset(f"data set {dataset!r} is already declared")
+        raise DeclarationError(f"data set {dataset!r} is already declared")
     declaration = draft_dataset(settings, dataset, file, folder=target.parent, key=key, label=label)
+    entries = {"datasets": {dataset: declaration}}
+    pipeline, why_not = draft_pipeline(dataset, declaration) if label else (None, None)
+    if pipeline is not None:
+        entries["pipelines"] = {dataset: pipeline}
     note = f"inferred by `mlfactory data add` from {file.name} on {date.today()}: review it"
-    add_declarations(target, "datasets", {dataset: declaration}, note)
-    added = f"data set [bold]{dataset}[/]"
-    if label:
-        add_declarations(target, "pipelines", {dataset: draft_pipeline(dataset, declaration)}, note)
-        added += f" and pipeline [bold]{dataset}[/]"
-    declarations(settings)  # the file as written must read back: fail here, not at the run
+    add_declarations(target, entries, note)
     typer.echo(target.read_text())
-    then = f"mlfactory run {dataset}" if label else f"mlfactory data load {dataset}"
+    added = f"data set [bold]{dataset}[/]" + (
+        f" and pipeline [bold]{dataset}[/]" if pipeline else ""
+    )
+    then = f"mlfactory run {dataset}" if pipeline else f"mlfactory data load {dataset}"
     console.print(f"Added {added} to {target}. Review it, then `{then}`.")
+    if why_not:
+        console.print(f"No pipeline: {why_not}.")
 
 
 @data_app.command("load")

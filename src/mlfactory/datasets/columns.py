@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from mlfactory.datasets.declarations import Column, Dataset
@@ -24,6 +23,8 @@ MISSING: Any = object()
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
 SHOWN_CHARS = 60
+MAX_EXACT_INTEGER = 2**53
+TOO_LARGE = f"beyond ±{MAX_EXACT_INTEGER:,}, the largest integer a model takes exactly"
 
 
 def _shown(value: Any) -> str:
@@ -44,11 +45,30 @@ def _source_integer(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError
     if isinstance(value, int):
-        return value
-    number = float(value.strip()) if isinstance(value, str) else float(value)
+        return _exact(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text)  # exactly, not through a float
+        except ValueError:
+            value = text  # "35.0"
+        else:
+            return _exact(number)
+    number = float(value)
     if not number.is_integer():
         raise ValueError
-    return int(number)
+    return _exact(int(number))
+
+
+class _TooLarge(ValueError):
+    """An integer a model's float64 input cannot hold exactly."""
+
+
+def _exact(value: int) -> int:
+    """An integer a model's float64 input holds exactly (a 400-digit one is refused)."""
+    if abs(value) > MAX_EXACT_INTEGER:
+        raise _TooLarge
+    return value
 
 
 def _source_boolean(value: Any) -> bool:
@@ -96,7 +116,7 @@ def _request_integer(value: Any) -> int:
         raise ValueError
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
         raise ValueError
-    return int(value)
+    return _exact(int(value))
 
 
 def _request_boolean(value: Any) -> bool:
@@ -106,9 +126,10 @@ def _request_boolean(value: Any) -> bool:
 
 
 def _request_text(value: Any) -> str:
+    """Text as a source gives it: without the spaces around it."""
     if not isinstance(value, str):
         raise ValueError
-    return value
+    return value.strip()
 
 
 def _request_date(value: Any) -> str:
@@ -129,37 +150,39 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any], str]] = {
 }
 
 
-@dataclass(frozen=True)
-class ColumnReader:
-    """Reads and checks the values of one declared column."""
+Check = Callable[[Any, Any], None]  # (parsed value, value as given) -> None or ValueError
 
-    name: str
-    column: Column
+
+class ColumnReader:
+    """Reads and checks the values of one declared column. The checks its constraints call for
+    are picked once: a load reads every value of every row through here."""
+
+    def __init__(self, name: str, column: Column) -> None:
+        self.name, self.column = name, column
+        self._source, self._request, self._expected = _PARSERS[column.type]
+        self._checks = _checks(name, column)
 
     def from_source(self, value: Any) -> Any:
         """The stored value of a source's raw value (None when missing), or ValueError."""
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if value is None or value == "" or (value.__class__ is str and value.isspace()):
             return self._missing()
-        parse, _, expected = _PARSERS[self.column.type]
-        try:
-            parsed = parse(value)
-        except (ValueError, TypeError, OverflowError):
-            raise ValueError(f"{self.name}: {_shown(value)} is not {expected}") from None
-        if parsed == "" and self.column.type in ("category", "text", "file"):
-            return self._missing()
-        self._constrain(parsed, value)
-        return parsed
+        return self._checked(self._source, value)
 
     def from_request(self, value: Any) -> Any:
         """The value of a request's field (None when null or absent), or ValueError."""
         if value is None or value is MISSING:
             return self._missing("field required" if value is MISSING else "must not be null")
-        _, parse, expected = _PARSERS[self.column.type]
+        return self._checked(self._request, value)
+
+    def _checked(self, parse: Callable[[Any], Any], value: Any) -> Any:
         try:
             parsed = parse(value)
-        except (ValueError, TypeError):
-            raise ValueError(f"{self.name}: {_shown(value)} is not {expected}") from None
-        self._constrain(parsed, value)
+        except _TooLarge:
+            raise ValueError(f"{self.name}: {_shown(value)} is {TOO_LARGE}") from None
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"{self.name}: {_shown(value)} is not {self._expected}") from None
+        for check in self._checks:
+            check(parsed, value)
         return parsed
 
     def _missing(self, message: str = "missing value") -> None:
@@ -167,36 +190,63 @@ class ColumnReader:
             raise ValueError(f"{self.name}: {message}")
         return None
 
-    def _constrain(self, value: Any, given: Any) -> None:
-        """Check the constraints of the parsed ``value`` (``given`` is what messages show)."""
-        column, name = self.column, self.name
-        if column.choices is not None and value not in column.choices:
-            allowed = ", ".join(repr(choice) for choice in column.choices)
-            raise ValueError(f"{name}: {_shown(given)} is not one of {allowed}")
-        if column.min is not None or column.max is not None:
+
+def _checks(name: str, column: Column) -> list[Check]:
+    """The checks of ``column``'s constraints on a parsed value (the given one is what the
+    messages show)."""
+    checks: list[Check] = []
+    if column.choices is not None:
+        choices = column.choices
+        allowed = ", ".join(repr(choice) for choice in choices)
+
+        def choice(value: Any, given: Any) -> None:
+            if value not in choices:
+                raise ValueError(f"{name}: {_shown(given)} is not one of {allowed}")
+
+        checks.append(choice)
+    low, high = _comparable(column.min, column), _comparable(column.max, column)
+    if low is not None or high is not None:
+
+        def bounds(value: Any, given: Any) -> None:
             comparable = _comparable(value, column)
-            low, high = _comparable(column.min, column), _comparable(column.max, column)
             if low is not None and comparable < low:
                 raise ValueError(f"{name}: {_shown(given)} is below the minimum {column.min}")
             if high is not None and comparable > high:
                 raise ValueError(f"{name}: {_shown(given)} is above the maximum {column.max}")
-        if isinstance(value, str) and column.type != "date":
-            if column.min_length is not None and len(value) < column.min_length:
-                raise ValueError(f"{name}: shorter than {column.min_length} characters")
-            if column.max_length is not None and len(value) > column.max_length:
-                raise ValueError(f"{name}: longer than {column.max_length} characters")
-            if column.pattern is not None and not re.fullmatch(column.pattern, value):
-                raise ValueError(f"{name}: {_shown(value)} does not match {column.pattern!r}")
+
+        checks.append(bounds)
+    if column.min_length is not None or column.max_length is not None:
+        shortest, longest = column.min_length or 0, column.max_length
+
+        def length(value: Any, given: Any) -> None:
+            if len(value) < shortest:
+                raise ValueError(f"{name}: shorter than {shortest} characters")
+            if longest is not None and len(value) > longest:
+                raise ValueError(f"{name}: longer than {longest} characters")
+
+        checks.append(length)
+    if column.pattern is not None:
+        compiled, pattern = re.compile(column.pattern), column.pattern
+
+        def matches(value: Any, given: Any) -> None:
+            if not compiled.fullmatch(value):
+                raise ValueError(f"{name}: {_shown(value)} does not match {pattern!r}")
+
+        checks.append(matches)
+    return checks
 
 
 def _comparable(value: Any, column: Column) -> Any:
-    """Numbers as they are; dates as naive datetimes (a date is its midnight)."""
+    """Numbers as they are; dates as naive UTC datetimes (a date is its midnight, a time
+    without a zone is taken as UTC)."""
     if value is None or column.type != "date":
         return value
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
     return value.replace(tzinfo=None)
 
 

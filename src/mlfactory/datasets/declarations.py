@@ -67,8 +67,12 @@ class Column(BaseModel):
                 raise ValueError(
                     f"pattern {self.pattern!r} is not a regular expression: {exc}"
                 ) from None
-        if self.choices is not None and self.type not in ("category", "integer", "text"):
-            raise ValueError(f"choices apply to categories, integers and texts, not {self.type}")
+        if self.choices is not None:
+            if self.type not in ("category", "integer", "text"):
+                raise ValueError(
+                    f"choices apply to categories, integers and texts, not {self.type}"
+                )
+            self.choices = [_as(self.type, choice, "choice") for choice in self.choices]
         return self
 
 
@@ -89,9 +93,19 @@ class Source(BaseModel):
     delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field separator.")
     pattern: str = Field("**/*", description="Files of a folder source (a glob).")
 
+    @field_validator("shared")
+    @classmethod
+    def _inside(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("/") or ".." in value.split("/")):
+            raise ValueError(f"{value!r} must be a path inside MLF_DATASETS_DIR (no / or ..)")
+        return value
+
     @model_validator(mode="after")
     def _one_location(self) -> Source:
         if self.kind in (*FILE_KINDS, FOLDER_KIND):
+            if self.model_extra:
+                unknown = ", ".join(map(repr, self.model_extra))
+                raise ValueError(f"a {self.kind} source has no field {unknown}")
             if (self.path is None) == (self.url is None):
                 raise ValueError(f"a {self.kind} source needs a path or a url (one of them)")
             if self.url is not None and self.sha256 is None:
@@ -160,6 +174,8 @@ class Dataset(BaseModel):
             )
         if not self.columns and self.key != "source":
             raise ValueError("declare the columns (only a source that keys its rows may omit them)")
+        if self.key == "source" and self.source.kind in (*FILE_KINDS, FOLDER_KIND):
+            raise ValueError(f"a {self.source.kind} source does not key its rows: declare a key")
         if isinstance(self.key, list):
             if not self.key:
                 raise ValueError("key needs at least one column")
@@ -169,8 +185,18 @@ class Dataset(BaseModel):
                     raise ValueError(f"key column {column!r} is not a declared column")
                 if declared.nullable:
                     raise ValueError(f"key column {column!r} cannot be nullable")
-        if self.label is not None and self.columns and self.label.column not in self.columns:
-            raise ValueError(f"label column {self.label.column!r} is not a declared column")
+        if self.label is not None and self.columns:
+            column = self.columns.get(self.label.column)
+            if column is None:
+                raise ValueError(f"label column {self.label.column!r} is not a declared column")
+            if self.label.map is not None:  # YAML reads `1:` as a number, `yes:` as text
+                self.label.map = {
+                    _as(column.type, key, "label map key"): value
+                    for key, value in self.label.map.items()
+                }
+            if self.label.positive is not None:
+                kind = self.label_type
+                self.label.positive = _as(kind, self.label.positive, "positive label")
         return self
 
     @property
@@ -269,3 +295,26 @@ class ProjectFile(BaseModel):
 
     datasets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pipelines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def _as(kind: str, value: Any, what: str) -> Any:
+    """A value written in YAML as the column type holds it: a category's ``1`` is ``"1"``."""
+    if kind in ("category", "text", "file"):
+        return (
+            value
+            if isinstance(value, str)
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            raise ValueError(f"{what} {value!r} is not an integer")
+        return int(value)
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{what} {value!r} is not a number")
+        return float(value)
+    if kind == "boolean" and not isinstance(value, bool):
+        raise ValueError(f"{what} {value!r} is not true or false")
+    return value

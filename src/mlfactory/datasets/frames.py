@@ -18,6 +18,7 @@ import pandas as pd
 
 from mlfactory.datasets.columns import MISSING, ColumnReader, label_value, readers
 from mlfactory.datasets.declarations import Dataset
+from mlfactory.errors import UserError
 
 NUMERIC = frozenset({"number", "integer", "boolean"})
 
@@ -32,28 +33,52 @@ class Problem:
     type: str
 
 
+class UndeclaredColumns(UserError):
+    """A model asks for columns its data set no longer declares (renamed since it trained)."""
+
+
 def model_frame(
     dataset: Dataset, rows: Iterable[Mapping[str, Any]] | pd.DataFrame, columns: Sequence[str]
 ) -> pd.DataFrame:
-    """The ``columns`` of ``rows`` (stored data, snapshot frames) in the model's dtypes."""
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    data = {}
-    for name in columns:
-        values = frame[name] if name in frame else pd.Series([None] * len(frame), dtype=object)
-        data[name] = _typed(dataset.columns[name].type, values)
-    return pd.DataFrame(data, columns=list(columns), index=range(len(frame)))
+    """The ``columns`` of stored rows or a snapshot, as the model takes them."""
+    _require_declared(dataset, columns)
+    if isinstance(rows, pd.DataFrame):
+        size = len(rows)
+        values = {name: rows[name].tolist() if name in rows else [None] * size for name in columns}
+    else:
+        records = rows if isinstance(rows, list) else list(rows)
+        size = len(records)
+        values = {name: [record.get(name) for record in records] for name in columns}
+    data = {name: _typed(dataset.columns[name].type, values[name]) for name in columns}
+    return pd.DataFrame(data, columns=list(columns), index=range(size))
 
 
-def _typed(kind: str, values: pd.Series) -> Any:
+def _require_declared(dataset: Dataset, columns: Sequence[str]) -> None:
+    undeclared = [name for name in columns if name not in dataset.columns]
+    if undeclared:
+        raise UndeclaredColumns(
+            f"the model takes columns {undeclared} that data set {dataset.name!r} no longer "
+            "declares: declare them again, or train a new champion"
+        )
+
+
+def _typed(kind: str, values: list[Any]) -> Any:
     if kind in NUMERIC:
         return np.array(
-            [np.nan if value is None else float(value) for value in values], dtype="float64"
+            [np.nan if _missing(value) else float(value) for value in values], dtype="float64"
         )
     if kind == "date":
-        return pd.to_datetime(values, utc=True, format="ISO8601")
+        return pd.to_datetime(
+            [None if _missing(value) else value for value in values], utc=True, format="ISO8601"
+        )
     if kind == "text":
-        return values.astype(object).where(values.notna(), "").astype(str).to_numpy()
-    return values.astype(object).where(values.notna(), np.nan).to_numpy()
+        return np.array(["" if _missing(value) else str(value) for value in values], dtype=object)
+    return np.array([np.nan if _missing(value) else value for value in values], dtype=object)
+
+
+def _missing(value: Any) -> bool:
+    """None, or the NaN a frame holds where a value is missing."""
+    return value is None or (value.__class__ is float and value != value)
 
 
 def checked_frame(
@@ -66,6 +91,7 @@ def checked_frame(
     columns may be sent and are checked but not used. The frame is empty when there are
     problems.
     """
+    _require_declared(dataset, columns)
     declared = readers(dataset)
     needed = [declared[name] for name in columns]
     problems: list[Problem] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from importlib import resources
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from mlfactory.errors import UserError
 from mlfactory.settings import Settings
 
 BUILTIN = "builtin.yaml"
+CODE_PIPELINES = "mlfactory.pipelines"  # the entry points of pipelines written in code
 Loc = tuple[str | int, ...]
 # Parts of a pydantic error location that name a type it tried, not a field of the file.
 _INTERNAL = re.compile(r"^(str|int|float|bool|date|datetime|list|dict|none)$|[\[\]]|^function-")
@@ -120,8 +122,12 @@ def _read(*files: tuple[Path, tuple[int, int]]) -> Declarations:
         else:
             assert isinstance(declared, PipelineDeclaration)
             merged.pipelines[name] = declared
+    in_code = {entry.name: entry.value for entry in entry_points(group=CODE_PIPELINES)}
     for name, pipeline in merged.pipelines.items():
         path = merged.files[("pipelines", name)]
+        if name in in_code:
+            message = f"{name!r} is already the name of a pipeline in code ({in_code[name]})"
+            _fail(path, lines[path], ("pipelines", name), message)
         for loc, message in pipeline_problems(pipeline, merged.datasets):
             _fail(path, lines[path], ("pipelines", name, *loc), message)
     return merged
@@ -192,28 +198,27 @@ def text_columns(pipeline: PipelineDeclaration, dataset: Dataset) -> list[str]:
     return [name for name, column in dataset.columns.items() if column.type == "text"]
 
 
-def add_declarations(
-    path: Path, section: str, entries: dict[str, dict[str, Any]], note: str
-) -> None:
-    """Add ``entries`` to ``section`` (``datasets`` or ``pipelines``) of the project file at
-    ``path`` (created if missing), keeping what it holds and its comments; ``note`` becomes a
-    comment above the first entry. A name already there is an error, and the file is then left
-    as it was."""
+def add_declarations(path: Path, entries: dict[str, dict[str, Any]], note: str) -> None:
+    """Add ``entries`` (section, ``datasets`` or ``pipelines`` -> name -> declaration) to the
+    project file at ``path`` (created if missing), keeping what it holds and its comments;
+    ``note`` becomes a comment above each new entry. The file is replaced only once the result
+    reads back as valid declarations: otherwise it is left as it was and the error names what
+    is wrong."""
     from ruamel.yaml.comments import CommentedMap as Map
 
     tree = read_yaml(path) if path.is_file() else None
     tree = tree if tree is not None else Map()
     if not isinstance(tree, Map):
         raise DeclarationError(f"{path}: the top level is not a mapping")
-    part = tree.setdefault(section, Map())
-    if part is None:
-        part = tree[section] = Map()
-    taken = sorted(set(entries) & set(part))
-    if taken:
-        raise DeclarationError(f"{path}: {section} {', '.join(taken)} already declared")
-    for index, (name, body) in enumerate(entries.items()):
-        part[name] = _flow_columns(body)
-        if index == 0:
+    for section, named in entries.items():
+        part = tree.get(section)
+        if part is None:
+            part = tree[section] = Map()
+        taken = sorted(set(named) & set(part))
+        if taken:
+            raise DeclarationError(f"{path}: {section} {', '.join(taken)} already declared")
+        for name, body in named.items():
+            part[name] = _flow_columns(body)
             part.yaml_set_comment_before_after_key(name, before=note, indent=2)
     writer = YAML()
     writer.indent(mapping=2, sequence=4, offset=2)
@@ -221,6 +226,12 @@ def add_declarations(
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("w", encoding="utf-8") as stream:
         writer.dump(tree, stream)
+    try:
+        builtin = _builtin_file()
+        _read((builtin, _stamp(builtin)), (temporary, _stamp(temporary)))
+    except DeclarationError as exc:
+        temporary.unlink()
+        raise DeclarationError(str(exc).replace(str(temporary), str(path))) from None
     temporary.replace(path)
 
 
@@ -275,7 +286,9 @@ def _parse(path: Path) -> tuple[Any, dict[Loc, int]]:
 def _collect_lines(node: Any, loc: Loc, lines: dict[Loc, int]) -> None:
     if isinstance(node, CommentedMap):
         for key, value in node.items():
-            lines[(*loc, plain(key))] = node.lc.key(key)[0] + 1
+            where = node.lc.data.get(key)  # none for a key merged in from an anchor (<<: *a)
+            if where is not None:
+                lines[(*loc, plain(key))] = where[0] + 1
             _collect_lines(value, (*loc, plain(key)), lines)
     elif isinstance(node, CommentedSeq):
         for index, value in enumerate(node):

@@ -37,12 +37,13 @@ from typing import Any, Literal
 
 import imblearn
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from imblearn.over_sampling import RandomOverSampler
 from matplotlib.figure import Figure
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import Text, cast, func, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlfactory.errors import UserError
@@ -52,9 +53,10 @@ Sessions = sessionmaker[Session]
 
 TRAINING = "training"
 EVALUATION = "evaluation"
-DIGEST_FORMAT = "mlfactory.snapshot/1"
+DIGEST_FORMAT = "mlfactory.snapshot/2"  # /2: canonical JSON by orjson (floats as "1e-5")
 PARQUET_METADATA_KEY = b"mlfactory.snapshot"
 RESERVED_COLUMNS = ("key", "label")
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 Order = Literal["key", "arrival"]
 
 
@@ -138,16 +140,22 @@ def _replay(session: Session, dataset: str, as_of: int, order: Order = "key") ->
         )
         .subquery()
     )
+    # The states as JSON text, parsed here by orjson: four times the speed of the JSON type's
+    # own parsing, which was half the cost of a snapshot.
     query = (
-        select(Item.id, Item.key, ranked.c.after)
+        select(Item.id, Item.key, cast(ranked.c.after, Text))
         .join(ranked, ranked.c.item_id == Item.id)
         .where(ranked.c.position == 1)
     )
-    rows = [
-        _Row(key=key, label=after.get("label"), data=after.get("data") or {}, item_id=item_id)
-        for item_id, key, after in session.execute(query)
-        if after  # a delete leaves no state
-    ]
+    rows = []
+    for item_id, key, text_state in session.execute(query):
+        after = orjson.loads(text_state) if text_state is not None else None
+        if after:  # a delete leaves no state (a JSON null, or SQL NULL)
+            rows.append(
+                _Row(
+                    key=key, label=after.get("label"), data=after.get("data") or {}, item_id=item_id
+                )
+            )
     if order == "arrival":
         rows.sort(key=lambda row: row.item_id)
     else:
@@ -198,7 +206,8 @@ def _kind(value: Any) -> str:
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    """Compact JSON with sorted keys, text as UTF-8: the same on every backend."""
+    return orjson.dumps(value, option=_CANONICAL, default=str).decode()
 
 
 # ---------------------------------------------------------------------------------------------

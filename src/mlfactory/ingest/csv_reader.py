@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from mlfactory.errors import UserError
+
 RAW_KEEP_CHARS = 4_000
 
 # The csv module refuses fields over its limit (128 KiB by default) with an error that names no
@@ -37,7 +39,7 @@ class BadRow:
     key: str | None = None  # when known: a replace keeps the stored item of a rejected row
 
 
-class SourceFileError(Exception):
+class SourceFileError(UserError):
     """The file as a whole is unusable: missing, empty, no header or a bad header."""
 
 

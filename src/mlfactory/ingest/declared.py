@@ -79,8 +79,14 @@ def load_declared(
 
 
 def declared_meta(dataset: Dataset) -> dict[str, Any]:
-    """What a batch records of the declaration it was loaded with: its columns and types."""
-    return {"columns": {name: column.type for name, column in dataset.columns.items()}}
+    """What a batch records of the declaration it was loaded with: each column's type, and
+    ``?`` after it when the column may be missing."""
+    return {
+        "columns": {
+            name: column.type + ("?" if column.nullable else "")
+            for name, column in dataset.columns.items()
+        }
+    }
 
 
 def check_columns_unchanged(sessions: Sessions, dataset: Dataset, target: str) -> None:
@@ -120,7 +126,13 @@ def check_schema(dataset: Dataset, source: SourceRows) -> Iterator[SourceRow | B
     fields = _sample_fields(sample) if source.columns is None else list(source.columns)
     declared = dataset.columns
     problems = []
-    missing = [name for name in declared if name not in fields]
+    # A source that names its columns must have every declared one; rows of JSON may leave
+    # out a column that can be missing.
+    missing = [
+        name
+        for name, column in declared.items()
+        if name not in fields and (source.columns is not None or not column.nullable)
+    ]
     if missing:
         problems.append("missing columns " + ", ".join(map(repr, missing)))
     unexpected = [name for name in fields if name not in declared]
@@ -181,21 +193,24 @@ def typed_records(
     value, a missing value, an undeclared field or a label outside the label map is a
     :class:`BadRow` naming each problem. A kind's own records pass as they are."""
     columns = readers(dataset)
+    read = [(name, reader.from_source) for name, reader in columns.items()]  # bound once
+    declared = set(columns)
     label = dataset.label
     refuse_others = dataset.other_columns == "refuse"
     for row in rows:
-        if isinstance(row, BadRow | Record):
-            yield row
+        if row.__class__ is not SourceRow:  # a BadRow, or a kind's own Record
+            yield row  # type: ignore[misc]
             continue
+        fields = row.fields
         data: dict[str, Any] = {}
         problems = []
-        for name, reader in columns.items():
+        for name, from_source in read:
             try:
-                data[name] = reader.from_source(row.fields.get(name))
+                data[name] = from_source(fields.get(name))
             except ValueError as exc:
                 problems.append(str(exc))
-        if refuse_others:
-            problems += [f"unexpected field {name!r}" for name in row.fields if name not in columns]
+        if refuse_others and not fields.keys() <= declared:
+            problems += [f"unexpected field {name!r}" for name in fields if name not in columns]
         value = None
         if label is not None:
             value = data.get(label.column)

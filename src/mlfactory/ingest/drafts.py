@@ -7,8 +7,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from mlfactory.datasets.declarations import Dataset, Source
+from mlfactory.datasets.declarations import Dataset, PipelineDeclaration, Source
 from mlfactory.datasets.infer import infer_columns
+from mlfactory.datasets.project import pipeline_problems
 from mlfactory.errors import UserError
 from mlfactory.ingest.csv_reader import SourceRow
 from mlfactory.ingest.declared import SAMPLE_ROWS
@@ -49,7 +50,8 @@ def draft_dataset(
     source: dict[str, Any] = {"kind": kind, "path": shown}
     if path.suffix.lower() == ".tsv":
         source["delimiter"] = "\t"
-    reading = Dataset(name=name, source=Source(**source), key="source")
+    # Only the source matters to read a sample: no columns are declared yet.
+    reading = Dataset.model_construct(name=name, source=Source(**source))
     rows = source_kind(kind)(SourceRequest(reading, settings, folder, path))
     sample = [row.fields for row in islice(rows.rows, SAMPLE_ROWS) if isinstance(row, SourceRow)]
     fields = rows.columns or list(dict.fromkeys(field for row in sample for field in row))
@@ -61,6 +63,8 @@ def draft_dataset(
         if columns[column].pop("nullable", False):
             raise UserError(f"key column {column!r} has empty values in {path}")
     declaration: dict[str, Any] = {"source": source, "key": key or "content"}
+    if not key:  # a row keyed by its content: an edited row is a new key, the old one must go
+        declaration["mode"] = "replace"
     if label:
         declaration["label"] = label
     declaration["columns"] = {name: _short(column) for name, column in columns.items()}
@@ -72,12 +76,16 @@ def _short(column: dict[str, Any]) -> Any:
     return column["type"] if set(column) == {"type"} else column
 
 
-def draft_pipeline(name: str, declaration: dict[str, Any]) -> dict[str, Any]:
+def draft_pipeline(
+    name: str, declaration: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
     """A pipeline for a drafted data set with a label: the text template when it has a text
-    column, else the tabular one."""
-    types = [
-        column if isinstance(column, str) else column["type"]
-        for column in declaration["columns"].values()
-    ]
+    column, else the tabular one; or None and why, when neither has an input to use."""
+    dataset = Dataset(name=name, **declaration)
+    types = [column.type for column in dataset.columns.values()]
     template = "text_classification" if "text" in types else "tabular_classification"
-    return {"template": template, "dataset": name}
+    pipeline = {"template": template, "dataset": name}
+    problems = pipeline_problems(PipelineDeclaration(name=name, **pipeline), {name: dataset})
+    if problems:
+        return None, "; ".join(message for _, message in problems)
+    return pipeline, None

@@ -20,7 +20,9 @@ The write mode of a batch decides what it does with the rows it takes:
 - ``replace`` (mode ``full`` only): as upsert, and the stored items whose key the batch does not
   hold are deleted. A deleted item keeps its row (``deleted_batch_id`` names the batch), so the
   history that leads to it stays whole; a key that comes back is inserted again. A row the batch
-  rejects still protects its stored item when its key is known.
+  rejects still protects its stored item when its key is known; when the batch has a rejected
+  row whose key is unknown (an unreadable line could be any item), or no row at all, it deletes
+  nothing and says why in its metadata (``deletions_skipped``).
 
 Loads of one data set wait for each other and are written in the order they were opened (see
 ``_write_in_turn``). A batch is written in one
@@ -52,6 +54,7 @@ from mlfactory.ingest.csv_reader import RAW_KEEP_CHARS, BadRow, SourceRow
 from mlfactory.ingest.fractions import check_percentage, select_fraction
 from mlfactory.processes import is_dead, owner
 from mlfactory.store import DataLoad, Item, ItemHistory, Rejection, utcnow
+from mlfactory.store.tables import db_timestamp
 
 Sessions = sessionmaker[Session]
 Mode = Literal["full", "fraction", "watermark"]
@@ -60,7 +63,9 @@ DEFAULT_SEED = 42
 CHUNK = 500  # rows per IN (...) query when reading back data of changed items
 LOAD_ORDER_PATIENCE = 600.0  # seconds a batch waits for an earlier batch of its data set
 LOAD_ORDER_POLL = 0.05  # seconds between looks while it waits
-LOADER_META = frozenset({"fraction_seed", "watermark_field", "watermark", "write"})
+LOADER_META = frozenset(
+    {"fraction_seed", "watermark_field", "watermark", "write", "deletions_skipped"}
+)
 KEY_MAX = Item.__table__.c.key.type.length
 LABEL_MAX = Item.__table__.c.label.type.length
 
@@ -457,6 +462,8 @@ def _write_batch(
             [_rejection(dataset, batch_id, run_id, row, now) for row in refused],
         )
     outcome = selection.outcome()
+    if options.write == "replace" and (unsafe := triage.deletions_unsafe()) is not None:
+        outcome["deletions_skipped"] = unsafe
     result = LoadResult(
         batch_id=batch_id,
         name=name,
@@ -567,6 +574,15 @@ class _Triage:
         """Keys of the rows refused so far: a replace must not delete their stored items."""
         return [row.key for row in self.refused if row.key is not None]
 
+    def deletions_unsafe(self) -> str | None:
+        """Why a replace must delete nothing, once every row has been seen; None when safe."""
+        unknown = sum(row.key is None for row in self.refused)
+        if unknown:
+            return f"{unknown} rejected rows have no key: they could be any stored item"
+        if not self.staged:
+            return "the source had no row to keep"
+        return None
+
     def __call__(self, rows: Iterable[Record | BadRow]) -> Iterator[_Staged]:
         first_line: dict[str, int | None] = {}
         for row in rows:
@@ -675,7 +691,7 @@ def _merge_copy(
         refused = [_conflict(line, key, raw) for line, key, raw in conflicts]
     inserted, updated = session.execute(MERGE, params).one()
     deleted = 0
-    if target.write == "replace":
+    if target.write == "replace" and triage.deletions_unsafe() is None:
         # With statistics of the staging table, the planner hashes its keys once (NOT IN, a
         # hashed subplan), whatever it believes of items the batch has just inserted; a NOT
         # EXISTS was planned as a scan of the stage per item: minutes at 60,000 rows.
@@ -703,7 +719,7 @@ def _merge_sqlite(
         )
     }
     connection = session.connection()
-    stamp = _db_timestamp(session, now)
+    stamp = db_timestamp(session, now)
     written = (batch_id, batch_id, stamp, stamp)  # first and last batch, created and updated
     inserts: list[tuple[Any, ...]] = []
     updates: dict[int, dict[str, Any]] = {}
@@ -739,7 +755,7 @@ def _merge_sqlite(
         connection.exec_driver_sql(SQLITE_INSERT_HISTORY, (batch_id, stamp, highest))
     _update_items(session, updates, revived, batch_id, now)
     deleted = 0
-    if target.write == "replace":
+    if target.write == "replace" and triage.deletions_unsafe() is None:
         kept = seen | set(triage.kept_keys())
         absent = [known[0] for key, known in existing.items() if key not in kept and not known[2]]
         deleted = _delete_items(session, absent, batch_id, now)
@@ -750,13 +766,6 @@ def _conflict(line: int | None, key: str, raw: str) -> _Refused:
     return _Refused(
         line, key, APPEND_REASON.format(key=key), raw[:RAW_KEEP_CHARS], len(raw.encode())
     )
-
-
-def _db_timestamp(session: Session, moment: datetime) -> Any:
-    """``moment`` as the store's timestamp columns write it, for statements run by the driver."""
-    dialect = session.get_bind().dialect
-    process = Item.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
-    return process(moment) if process else moment
 
 
 def _states(session: Session, ids: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -14,16 +14,20 @@ def dataset_status(sessions: sessionmaker[Session], dataset: str) -> dict[str, A
     """Row counts, label distribution and the last completed batch, read from the store's views."""
     with sessions() as session:
         state = session.execute(
-            text(
-                "SELECT items, labelled, last_batch_id FROM current_data_state WHERE dataset = :d"
-            ),
+            text("SELECT items, labelled FROM current_data_state WHERE dataset = :d"),
             {"d": dataset},
         ).one_or_none()
         classes = session.execute(
             text("SELECT label, items FROM class_distribution WHERE dataset = :d ORDER BY label"),
             {"d": dataset},
         ).all()
-        last = session.get(DataLoad, state.last_batch_id) if state and state.last_batch_id else None
+        # From the loads, not the view: a replace may have left the data set with no live item.
+        last = session.scalar(
+            select(DataLoad)
+            .where(DataLoad.dataset == dataset, DataLoad.status == "completed")
+            .order_by(DataLoad.id.desc())
+            .limit(1)
+        )
     return {
         "dataset": dataset,
         "items": state.items if state else 0,

@@ -25,6 +25,10 @@ class UnknownPipeline(UserError):
     pass
 
 
+class PipelineConflict(UserError):
+    """Two registrations give the same name."""
+
+
 @runtime_checkable
 class PipelineCollection(Protocol):
     """Several pipelines behind one entry point."""
@@ -40,7 +44,7 @@ def pipeline_names() -> list[str]:
     for entry, collection in _collections():
         for name in collection.names():
             if name in names:
-                raise ValueError(
+                raise PipelineConflict(
                     f"pipeline {name!r} is registered twice: by {names[name]} and {entry.value}"
                 )
             names[name] = entry.value

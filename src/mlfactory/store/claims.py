@@ -33,6 +33,11 @@ claimed but items are still pending, others hold them (another worker's batch; f
 another step or a load in progress): the worker looks again every ``retry_delay`` seconds and
 stops after ``patience`` seconds without a claim, leaving them for later.
 
+Pending items are taken in id order, and each batch starts past the last item the call claimed
+(an index range, not a scan of every item done before it: a data set of a million items costs
+the same per batch as one of a thousand); when nothing is left past it, the call looks once more
+from the first item, for items others held meanwhile.
+
 SQLite (the embedded store, one writer at a time, nothing to claim with): the pending items are
 read without a lock and computed outside any transaction, so the database's single write lock is
 not held during slow work; the outputs are then written in a ``BEGIN IMMEDIATE`` transaction,
@@ -110,7 +115,7 @@ def work_through(
     outputs were written or ``stop()`` says so (it is asked after each batch).
 
     ``pending`` selects ``Item.id`` (labelled ``id``) first, then what ``compute`` needs, from
-    ``items``, for the pending items only, in a stable order. ``compute`` gets the claimed rows
+    ``items``, for the pending items only, in ``Item.id`` order. ``compute`` gets the claimed rows
     and returns the outputs by item id; ``write`` inserts them in the batch's transaction and
     returns how many it wrote. ``claim`` names slow work, computed outside any transaction: on
     PostgreSQL workers with the same name then claim its items with advisory locks, at most
@@ -134,10 +139,16 @@ def work_through(
     else:
         work = _claim_and_work if claim is None else _Claims(claim)
     last_claim = time.monotonic()
+    after: int | None = None  # the last item claimed: the next batch starts past it
     while (limit is None or written < limit) and not stop():
         size = batch_size if limit is None else min(batch_size, limit - written)
         query = pending.where(Item.id.not_in(skipped)) if skipped else pending
+        if after is not None:
+            query = query.where(Item.id > after)
         batch = work(sessions, query, size, compute, write)
+        if batch is None and after is not None:
+            after = None  # nothing past the last claim: look once more from the first item
+            continue
         if batch is None:
             if not on_postgresql or not _any_pending(sessions, query):
                 break
@@ -152,6 +163,7 @@ def work_through(
         last_claim = time.monotonic()
         claimed, outputs, inserted = batch
         if claimed:
+            after = max(claimed)
             batches += 1
             written += inserted
             offered += len(outputs)

@@ -22,7 +22,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -136,6 +136,9 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         Index("ix_items_dataset_key", "dataset", "key", unique=True),
+        # A data set's items in id order, from any id on: the pages of work selection (batch
+        # prediction, summaries) read a range of it instead of sorting the whole data set.
+        Index("ix_items_dataset_id", "dataset", "id"),
         # The article list (``api/article_queries.py``) pages the arXiv papers by
         # ``CAST(data ->> 'published' AS VARCHAR) DESC NULLS LAST, id DESC``: this index holds
         # that order for the ``arxiv`` rows (migration 0005). The expression is written as
@@ -342,3 +345,11 @@ class DriftCheck(Base):
     report: Mapped[dict[str, Any]]
     html_path: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def db_timestamp(session: Session, moment: datetime) -> Any:
+    """``moment`` as the store's timestamp columns write it, for statements run by the driver
+    (which bypass the column types)."""
+    dialect = session.get_bind().dialect
+    process = Item.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return process(moment) if process else moment

@@ -23,15 +23,13 @@ def clean_text(value: str | None) -> str:
     return _SPACE.sub(" ", text).strip().lower()
 
 
-def text_classifier(
-    columns: Sequence[str], *, c: float = 10.0, seed: int = 42, max_iter: int = 2000
-) -> Pipeline:
+def text_classifier(columns: Sequence[str], *, c: float = 10.0, seed: int = 42) -> Pipeline:
     """Word (1-2) and character (2-5, within words) TF-IDF per text column, then a logistic
     regression; an empty text is fine, a missing one must be given as ""."""
     return Pipeline(
         [
             ("features", ColumnTransformer(tfidf_vectorizers(columns))),
-            ("classifier", LogisticRegression(C=c, max_iter=max_iter, random_state=seed)),
+            ("classifier", LogisticRegression(C=c, max_iter=2000, random_state=seed)),
         ]
     )
 

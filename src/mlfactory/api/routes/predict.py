@@ -120,7 +120,10 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         "description": "Invalid records: ``errors`` lists record, field and message (or says "
         "why the model cannot answer records of the right types)."
     },
-    503: {"description": "The pipeline has no champion model yet."},
+    503: {
+        "description": "The pipeline has no champion model yet, or its champion cannot be "
+        "served (its inputs are no longer declared)."
+    },
 }
 
 
@@ -147,6 +150,8 @@ async def predict(name: str, body: PredictRequest, request: Request, account: Us
     except ModelRefused as exc:
         error = {"loc": ["body", "records"], "msg": str(exc), "type": "value_error"}
         return problem(422, str(exc), instance=request.url.path, errors=[error])
+    except UnservableModel as exc:  # the declaration no longer fits the champion
+        raise _unavailable(name, serving, exc) from None
     ids = await run_in_threadpool(
         store_predictions, request.app.state.sessions, name, served, answers
     )

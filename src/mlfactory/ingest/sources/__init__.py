@@ -51,6 +51,24 @@ class UnknownSourceKind(UserError):
     pass
 
 
+class SourceOutsideRoots(UserError):
+    """A run asked to read a file outside the folders runs may read."""
+
+
+def readable_source(settings: Settings, path: Path) -> Path:
+    """``path`` resolved (links followed), once it is found to lie under one of the folders
+    runs may read (``MLF_SOURCE_ROOTS``): a run parameter, which an API caller can set, never
+    makes the server read any file it can see."""
+    resolved = path.expanduser().resolve()
+    roots = settings.readable_roots
+    if not any(resolved.is_relative_to(root) for root in roots):
+        shown = ", ".join(str(root) for root in roots)
+        raise SourceOutsideRoots(
+            f"{path} is outside the folders a run may read ({shown}; MLF_SOURCE_ROOTS)"
+        )
+    return resolved
+
+
 @cache
 def _kinds() -> dict[str, EntryPoint]:
     return {entry.name: entry for entry in entry_points(group=GROUP)}
@@ -65,7 +83,3 @@ def source_kind(name: str) -> SourceKind:
     if not callable(kind):
         raise TypeError(f"source kind {name!r} ({entry.value}) is not callable")
     return kind  # type: ignore[no-any-return]
-
-
-def kind_names() -> list[str]:
-    return sorted(_kinds())

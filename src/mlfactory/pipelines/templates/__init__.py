@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlfactory.datasets.declarations import PipelineDeclaration
-from mlfactory.datasets.project import Declarations
+from mlfactory.datasets.project import DeclarationError, Declarations
 from mlfactory.orchestration import Pipeline, Serving, Step
 from mlfactory.pipelines.templates.plan import Plan, Prepare, TemplateParams
 from mlfactory.pipelines.templates.serving import request_features
@@ -84,7 +84,12 @@ def build_declared(declaration: PipelineDeclaration, declarations: Declarations)
     module, _, function = declaration.build.partition(":")
     from importlib import import_module
 
-    builder: Any = getattr(import_module(module), function)
+    try:
+        builder: Any = getattr(import_module(module), function)
+    except (ImportError, AttributeError) as exc:
+        raise DeclarationError(
+            f"pipeline {declaration.name!r}: cannot use build {declaration.build!r}: {exc}"
+        ) from None
     pipeline = builder(declaration, declarations)
     if not isinstance(pipeline, Pipeline) or pipeline.name != declaration.name:
         raise TypeError(f"{declaration.build} did not build pipeline {declaration.name!r}")

@@ -20,11 +20,14 @@ def request_features(plan: Plan) -> RequestFeatures:
     within its constraints; ``InvalidRecords`` names each that is not."""
 
     def features(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-        from mlfactory.datasets.frames import checked_frame
-        from mlfactory.inference.schema import FieldError
+        from mlfactory.datasets.frames import UndeclaredColumns, checked_frame
+        from mlfactory.inference.schema import FieldError, UnservableModel
         from mlfactory.inference.serving import InvalidRecords
 
-        frame, problems = checked_frame(plan.dataset, records, columns)
+        try:
+            frame, problems = checked_frame(plan.dataset, records, columns)
+        except UndeclaredColumns as exc:
+            raise UnservableModel(str(exc)) from None
         if problems:
             raise InvalidRecords(
                 [FieldError(p.record, p.field, p.message, p.type) for p in problems]

@@ -45,9 +45,10 @@ class ClassificationSteps:
         """Load the declared source (or the run's ``source`` file, into a data set of its own)
         as one audited batch, after checking its columns and types against the declaration."""
         from mlfactory.ingest.declared import load_declared
+        from mlfactory.ingest.sources import readable_source
 
         source = ctx.params.source  # type: ignore[attr-defined]
-        path = Path(source) if source else None
+        path = readable_source(ctx.settings, Path(source)) if source else None
         into = derived_dataset(self.plan.dataset.name, path) if path else None
         result = load_declared(
             ctx.sessions, ctx.settings, self.plan.dataset, path=path, into=into, run_id=ctx.run_id

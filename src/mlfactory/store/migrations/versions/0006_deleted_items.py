@@ -1,12 +1,14 @@
-"""deleted items: a replace load deletes the keys its source no longer has
+"""deleted items, and a data set's items in id order
 
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-08 00:30:00.000000
 
-``items.deleted_batch_id`` names the batch that deleted an item: the row stays, so its history
-(and snapshots as of earlier batches) stay whole. ``data_loads.rows_deleted`` counts them. The
-views count live items only.
+``items.deleted_batch_id`` names the batch that deleted an item (a replace load whose source no
+longer has its key): the row stays, so its history (and snapshots as of earlier batches) stay
+whole. ``data_loads.rows_deleted`` counts them. The views count live items only.
+``ix_items_dataset_id`` serves work selection, which pages a data set's items in id order: without
+it SQLite reads every item of the data set and sorts them for each batch.
 """
 
 import sqlalchemy as sa
@@ -61,9 +63,11 @@ def upgrade() -> None:
             sa.Column("rows_deleted", sa.Integer(), nullable=False, server_default="0")
         )
     _replace_views("WHERE i.deleted_batch_id IS NULL")
+    op.create_index("ix_items_dataset_id", "items", ["dataset", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_items_dataset_id", table_name="items")
     for name in _views(""):
         op.execute(f"DROP VIEW IF EXISTS {name}")
     with op.batch_alter_table("data_loads") as batch:
