@@ -213,7 +213,7 @@ def test_all_numbers_that_cannot_be_missing_make_a_plain_scaler_and_model() -> N
 
 @sqlite_only
 def test_text_template_on_french_bank_reviews(
-    settings: Settings, datasets_dir: Path, tmp_path: Path
+    settings: Settings, datasets_dir: Path, tmp_path: Path, model_name: str
 ) -> None:
     reviews = datasets_dir / "reviews" / "banks_fr_trustpilot" / "reviews.csv"
     text = f"""\
@@ -239,7 +239,7 @@ pipelines:
     settings = project(settings, tmp_path, text)
     pipeline = pipeline_of(settings, "bank_reviews")
 
-    outcome = run_pipeline(pipeline, settings=settings)
+    outcome = run_pipeline(pipeline, {"model_name": model_name}, settings=settings)
 
     assert outcome.status == "success", outcome.error
     assert outcome.outputs["load"]["rows_inserted"] == 2521
