@@ -172,7 +172,9 @@ def test_a_run_shows_every_attempt_with_durations_errors_and_metrics(
         ("report", 0, "upstream_failed"),
     ]
     assert all(a["duration_s"] is not None for a in bad["attempts"])
-    assert "raise ValueError" in bad["attempts"][2]["traceback"]
+    assert bad["attempts"][2]["traceback"] is None  # server paths and code: admins only
+    as_admin = api.client.get(f"/v1/runs/{bad['id']}", headers=api.admin).json()
+    assert "raise ValueError" in as_admin["attempts"][2]["traceback"]
     fit_state = next(s for s in bad["steps"] if s["step"] == "fit")
     assert (fit_state["attempts"], fit_state["status"]) == (2, "failed")
     assert fit_state["error"] == "ValueError: the source has no rows <script>"
@@ -286,7 +288,9 @@ def test_the_status_page_shows_a_failure_with_its_step_error_and_what_to_check(
     assert "Step <code>fit</code> failed" in page
     assert "ValueError: the source has no rows &lt;script&gt;" in page  # escaped
     assert "<script>" not in page
-    assert "Traceback" in page and "raise ValueError" in page
+    assert "Traceback" not in page and "raise ValueError" not in page  # admins only
+    admin_page = api.client.get("/status/demo", headers=api.admin).text
+    assert "Traceback" in admin_page and "raise ValueError" in admin_page
     assert "What to check" in page
     assert "each of its 2 attempts" in page
     assert "Not run because a step they need failed: <code>report</code>" in page

@@ -45,5 +45,6 @@ def start_run(pipeline: Pipeline, params: BaseModel, settings: Settings) -> int:
     ready.wait()
     if not run_ids:
         error = errors[0] if errors else None
+        log.error("run of %s not started", pipeline.name, exc_info=error)
         raise RunNotStarted(f"{type(error).__name__}: {error}")
     return run_ids[0]

@@ -47,7 +47,7 @@ class Attempt(BaseModel):
     engine: str
     duration_s: float | None
     error: str | None
-    traceback: str | None
+    traceback: str | None = Field(description="Admins only; null for other roles.")
     output: dict[str, Any] | None
 
 
@@ -80,6 +80,13 @@ class RunSummary(BaseModel):
 
 class RunDetail(RunSummary):
     attempts: list[Attempt] = Field(description="Every attempt of every step, oldest first.")
+
+    def seen_by(self, role: str) -> RunDetail:
+        """The run as ``role`` may read it: tracebacks (server paths, code) for admins only."""
+        if role == "admin":
+            return self
+        attempts = [attempt.model_copy(update={"traceback": None}) for attempt in self.attempts]
+        return self.model_copy(update={"attempts": attempts})
 
 
 def step_states(attempts: list[dict[str, Any]]) -> list[StepState]:

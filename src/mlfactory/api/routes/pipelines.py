@@ -96,14 +96,15 @@ def runs(
 
 @router.get("/v1/runs/{run_id}", response_model=RunDetail)
 def run(
-    _: Viewer, sessions: SessionsDep, run_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+    account: Viewer, sessions: SessionsDep, run_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> RunDetail:
-    """One run: every attempt of every step with durations, errors, tracebacks and outputs."""
+    """One run: every attempt of every step with durations, errors, outputs and (for admins)
+    tracebacks."""
     fail_interrupted_runs(sessions)
     record = get_run(sessions, run_id)
     if record is None:
         raise HTTPException(404, f"no run {run_id}")
-    return RunDetail.from_record(record)
+    return RunDetail.from_record(record).seen_by(account.role)
 
 
 @router.post(
@@ -134,8 +135,8 @@ def start(
         ) from None
     try:
         run_id = start_run(pipeline, params, settings)
-    except RunNotStarted as exc:
-        raise HTTPException(503, f"the run could not start: {exc}") from None
+    except RunNotStarted:  # why is in the server log: a database error names tables and hosts
+        raise HTTPException(503, "the run could not be recorded; see the server log") from None
     audit(
         sessions,
         account.username,

@@ -112,14 +112,16 @@ def metrics(
 
 @router.get("/status/{pipeline}", response_class=HTMLResponse)
 def page(
-    _: Viewer,
+    account: Viewer,
     sessions: SessionsDep,
     catalog: CatalogDep,
     pipeline: Annotated[str, Path(max_length=200, pattern=NO_NUL)],
 ) -> HTMLResponse:
-    """The pipeline's latest run as a page: success or failure, steps, error, what to check."""
+    """The pipeline's latest run as a page: success or failure, steps, error, what to check
+    (the traceback for admins)."""
     found: Pipeline = catalog.get(pipeline)
     latest, last_success = _latest(sessions, pipeline)
+    latest = latest.seen_by(account.role) if latest else None
     return HTMLResponse(status_page.render(found, latest, last_success))
 
 
