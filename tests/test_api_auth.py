@@ -12,6 +12,7 @@ import logging
 import re
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -300,10 +301,41 @@ def test_the_rate_limit_answers_429_with_retry_after_per_user(probed: Api) -> No
     assert probed.client.get("/probe/viewer", headers=probed.bearer("admin")).status_code == 200
 
 
-def test_login_attempts_count_against_the_rate_limit(probed: Api) -> None:
-    form = {"username": "admin", "password": "guess-guess"}
-    codes = [probed.client.post("/token", data=form).status_code for _ in range(6)]
-    assert codes == [401] * 5 + [429]
+def test_failed_logins_slow_their_address_down_and_never_lock_the_owner_out(
+    probed: Api,
+) -> None:
+    admin = probed.bearer("admin")  # a token issued before the attack
+    guess = {"username": "admin", "password": "guess-guess"}
+    codes = [probed.client.post("/token", data=guess).status_code for _ in range(6)]
+    assert codes == [401] * 6  # five free failures, the sixth allowed and then 1 s to wait
+    slowed = probed.client.post("/token", data=guess)
+    assert slowed.status_code == 429 and slowed.headers["retry-after"] == "1"
+    assert "too many failed logins for this name from this address" in slowed.json()["detail"]
+    time.sleep(1.1)
+    assert probed.client.post("/token", data=guess).status_code == 401
+    again = probed.client.post("/token", data=guess)
+    assert again.status_code == 429 and again.headers["retry-after"] == "2"  # growing
+
+    assert probed.client.get("/probe/viewer", headers=admin).status_code == 200
+    with TestClient(probed.app, client=("198.51.100.7", 4000)) as elsewhere:
+        owner = elsewhere.post("/token", data={"username": "admin", "password": PASSWORD})
+    assert owner.status_code == 200  # the owner, from their own address
+
+
+def test_one_address_may_try_only_so_many_logins_a_minute(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    add_role_users(sessions)
+    app = create_app(settings.model_copy(update={"api_login_per_minute": 10}))
+    with TestClient(app) as client:
+        codes = [
+            client.post("/token", data={"username": f"name-{n}", "password": "x"}).status_code
+            for n in range(11)
+        ]
+        assert codes == [401] * 10 + [429]
+    with TestClient(app, client=("198.51.100.8", 4000)) as other:
+        login = other.post("/token", data={"username": "viewer", "password": PASSWORD})
+    assert login.status_code == 200
 
 
 def test_errors_are_problem_details_everywhere(probed: Api) -> None:

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="How often the API checks whether a champion moved."
     )
     api_max_body_bytes: int = Field(default=5_000_000, gt=0, description="Largest request body.")
+    api_login_per_minute: int = Field(
+        default=30, gt=0, description="Login attempts a client address may make in a minute."
+    )
     api_max_batch: int = Field(default=1000, gt=0, description="Most records in one request.")
     api_rate_per_minute: int = Field(
         default=6000, gt=0, description="Requests one user may make per minute."

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from mlfactory.api import problems
-from mlfactory.api.guards import BodySizeLimit, RateLimit
+from mlfactory.api.guards import BodySizeLimit, LoginThrottle, RateLimit
 from mlfactory.api.inputs import InputGuard
 from mlfactory.api.metrics import RequestMetrics
 from mlfactory.api.routes import (
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.signing_key = signing_key(settings)  # fails fast in production without a secret
     app.state.sessions = session_factory(settings.database_url)
     app.state.rate_limit = RateLimit(settings.api_rate_per_minute)
+    app.state.login_throttle = LoginThrottle(settings.api_login_per_minute)
     app.add_middleware(InputGuard)  # innermost: reads bodies only under the size limit
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestMetrics)  # added last, so outermost: 413s and 429s are counted

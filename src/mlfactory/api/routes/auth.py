@@ -31,17 +31,22 @@ def login(
     settings: SettingsDep,
 ) -> Token:
     """Exchange a user name and password for a token (``Authorization: Bearer <token>``)."""
-    # Attempts count against the name's rate limit: it bounds password guessing and the
-    # argon2 work a caller can make the server do.
-    request.app.state.rate_limit.hit(form.username)
+    # Attempts are throttled per address and name (growing delays after a few failures) and
+    # per address: that bounds password guessing and the argon2 work a caller can make the
+    # server do, and never locks the name's owner out (their tokens are not counted here).
+    address = request.client.host if request.client else "unknown"
+    throttle = request.app.state.login_throttle
+    throttle.check(address, form.username)
     account = authenticate(sessions, form.username, form.password)
     if account is None:
+        throttle.failed(address, form.username)
         # Failed logins are audited for existing accounts only: names anybody may type would
         # let an anonymous caller grow an append-only table without bound.
         known = "\x00" not in form.username and get_user(sessions, form.username) is not None
         if known:
             audit(sessions, form.username, "login.failed", "api")
         raise HTTPException(401, "wrong user name or password", headers=CHALLENGE)
+    throttle.succeeded(address, form.username)
     audit(sessions, account.username, "login", "api", detail=f"role {account.role}")
     token, lifetime = create_token(
         account.username,
