@@ -735,3 +735,19 @@ def test_reload_under_load_fails_no_request(
         seen = len(answers)
         wait_until(lambda: len(answers) > seen + 100)
     check_swap(answers, api_settings, moved_at, records)
+
+
+@sqlite_only
+def test_ready_only_once_every_champion_is_loaded(api_settings: Settings) -> None:
+    app = create_app(api_settings)
+    cold = TestClient(app).get("/health/ready")  # no lifespan: nothing loaded
+    assert cold.status_code == 503 and cold.json()["models"] == "loading"
+    with TestClient(app) as client:  # the lifespan loads the champions in the background
+        deadline = time.monotonic() + 120
+        while (answer := client.get("/health/ready")).status_code != 200:
+            assert answer.json()["models"] == "loading", answer.text
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.1)
+        service = app.state.predictions
+        assert service.models.cached("advertising") is not None  # ready: in memory already
+        assert service.models.cached("products") is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -20,11 +20,19 @@ async def health() -> dict[str, str | int]:
 
 
 @router.get("/health/ready")
-def ready(sessions: SessionsDep, settings: SettingsDep) -> JSONResponse:
-    """The store and the model registry answer (503 naming what does not)."""
+def ready(request: Request, sessions: SessionsDep, settings: SettingsDep) -> JSONResponse:
+    """The store and the model registry answer, and every champion the API serves is loaded
+    (503 naming what is not so)."""
     from mlflow.tracking import MlflowClient
 
+    warm_up = getattr(request.app.state, "warm_up", None)
     checks: dict[str, str] = {}
+    if warm_up is None or not warm_up.done:
+        checks["models"] = "loading"
+    elif warm_up.failures:
+        checks["models"] = "failed: " + ", ".join(sorted(warm_up.failures))
+    else:
+        checks["models"] = "ok"
     try:
         with sessions() as session:
             session.execute(text("SELECT 1"))

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -61,10 +62,19 @@ EXAMPLE_RECORD = {
 }
 
 
+@dataclass
+class WarmUp:
+    """The loading of the champions as the server starts: readiness waits for it."""
+
+    done: bool = False
+    failures: dict[str, str] = field(default_factory=dict)  # pipeline -> why its load failed
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service = _service_of(app)
-    warm_up = asyncio.create_task(_warm_up_then_freeze(service))
+    app.state.warm_up = WarmUp()
+    warm_up = asyncio.create_task(_warm_up_then_freeze(service, app.state.warm_up))
     try:
         yield
     finally:
@@ -238,13 +248,14 @@ def _service_of(app: FastAPI) -> PredictionService:
     return service
 
 
-async def _warm_up_then_freeze(service: PredictionService) -> None:
-    await run_in_threadpool(_load_champions, service)
+async def _warm_up_then_freeze(service: PredictionService, state: WarmUp) -> None:
+    await run_in_threadpool(_load_champions, service, state)
     gc.collect()
     gc.freeze()
+    state.done = True
 
 
-def _load_champions(service: PredictionService) -> None:
+def _load_champions(service: PredictionService, state: WarmUp) -> None:
     for name in pipeline_names():
         try:
             service.models.get(_serving(name).model_name)
@@ -252,8 +263,9 @@ def _load_champions(service: PredictionService) -> None:
             continue
         except NoChampionError:
             logger.info("pipeline %s has no champion to serve yet", name)
-        except Exception:
+        except Exception as exc:
             logger.exception("loading the champion of pipeline %s failed", name)
+            state.failures[name] = type(exc).__name__
 
 
 def _record_load(served: ServedModel, seconds: float) -> None:
