@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import random
 import re
 import socket
 import xml.etree.ElementTree as ET
@@ -28,7 +29,7 @@ from mlfactory.datasets.project import get_dataset
 from mlfactory.ingest.arxiv_papers import subject
 from mlfactory.ingest.arxiv_replay import read_recorded, read_snapshot
 from mlfactory.ingest.arxiv_source import RETRIES, ArxivUnavailable, fetch_new, fetch_papers
-from mlfactory.ingest.csv_reader import BadRow
+from mlfactory.ingest.csv_reader import BadRow, SourceFileError
 from mlfactory.ingest.declared import read_declared
 from mlfactory.ingest.loader import Record, current_watermark, load_batch
 from mlfactory.settings import Settings
@@ -481,3 +482,72 @@ def test_snapshot_loads_each_paper_once_with_its_subject(
         " ".join(title.split()): (terms[0].split(".")[0], terms)
         for (title, _), terms in distinct.items()
     }
+
+
+def test_an_html_page_answered_with_200_is_an_error_and_writes_nothing(
+    settings: Settings, sessions, configure: Configure, arxiv_server: ArxivServer
+) -> None:
+    html = "<!DOCTYPE html><html><body><h1>Service unavailable</h1></body></html>"
+    arxiv_server.answers["html"] = Exchange({}, 200, html)
+
+    with pytest.raises(ArxivUnavailable, match=r"answered no feed: (.*not XML|.*is a <html>)"):
+        fetch_new(configure(settings, query="html"), sessions)
+    assert len(arxiv_server.requests) == RETRIES + 1
+    assert count(sessions, DataLoad) == count(sessions, Item) == 0
+
+
+def test_a_page_cut_short_keeps_its_whole_entries_and_says_how_many_it_lost(
+    settings: Settings,
+    sessions,
+    configure: Configure,
+    arxiv_server: ArxivServer,
+    recordings: dict[str, Exchange],
+) -> None:
+    recorded = recordings["q_testing_s0_m10_bc5a6c384fe9"]
+    feed = ET.fromstring(recorded.body)
+    feed.find(f"{OPENSEARCH}totalResults").text = "10"  # the whole result set: one page
+    body = ET.tostring(feed, encoding="unicode")
+    starts = [match.start() for match in re.finditer(r"<(?:\w+:)?entry\b", body)]
+    cut = body[: starts[6] + 200]  # six whole entries, a seventh cut in its middle
+    arxiv_server.answers["cut"] = Exchange(recorded.params, 200, cut)
+
+    result = fetch_new(configure(settings, query="cut"), sessions)
+
+    assert len(arxiv_server.requests) == RETRIES + 1  # asked again: the cut may pass
+    assert (result.rows_inserted, result.rows_rejected) == (6, 1)
+    with sessions() as session:
+        (reason,) = session.scalars(select(Rejection.reason)).all()
+    assert reason.startswith("the answer was cut after 6 entries: 4 entries lost")
+    for item in stored(sessions).values():  # every paper stored whole
+        assert item.label and item.data["authors"] and item.data["categories"]
+
+
+def test_replayed_answers_cut_anywhere_never_store_half_a_paper(
+    settings: Settings, sessions, recordings: dict[str, Exchange], tmp_path: Path
+) -> None:
+    from mlfactory.ingest.arxiv_replay import read_recorded
+
+    body = recordings[TESTING].body.encode()
+    whole = len(entries(recordings[TESTING].body))
+    offsets = random.Random(20261208).sample(range(len(body)), 20)
+    for offset in offsets:
+        path = tmp_path / f"cut_{offset}.xml"
+        path.write_bytes(body[:offset])
+        try:
+            rows = list(read_recorded(settings, path))
+        except SourceFileError as exc:  # cut before the feed began: the whole file refused
+            assert "not XML" in str(exc) or "empty" in str(exc), exc
+            continue
+        papers = [row for row in rows if isinstance(row, Record)]
+        for paper in papers:
+            assert paper.label and paper.data["title"] and paper.data["abstract"]
+            assert paper.data["authors"] and paper.data["categories"]
+        (cut,) = [row for row in rows if isinstance(row, BadRow) and "was cut" in row.reason]
+        lost = re.search(
+            r"cut after (\d+) entries: (\d+|an unknown number of) entries lost", cut.reason
+        )
+        assert lost is not None, cut.reason
+        if lost[2].isdigit():
+            assert int(lost[1]) + int(lost[2]) == whole
+        else:  # the header, which says how many the page holds, was itself cut off
+            assert body[:offset].find(b"itemsPerPage") == -1 or b"</opensearch" not in body[:offset]

@@ -272,6 +272,7 @@ def test_watermark_loads_only_rows_newer_than_the_stored_one(sessions) -> None:
     }
     second = load_stamped(sessions, again | older | newer)
     assert (second.rows_seen, second.rows_inserted, second.rows_unchanged) == (2, 2, 0)
+    assert second.older_than_watermark == 3  # a, b and c: counted, not dropped silently
     assert second.watermark == newer["e"]
     assert set(keys_of(sessions, "papers")) == {"a", "b", "d", "e"}
 
@@ -280,7 +281,12 @@ def test_watermark_loads_only_rows_newer_than_the_stored_one(sessions) -> None:
     with sessions() as session:
         meta = session.scalar(select(DataLoad.meta).where(DataLoad.id == third.batch_id))
         assert current_watermark(session, "papers") == newer["e"]
-    assert meta == {"watermark_field": "updated", "watermark": newer["e"], "write": "upsert"}
+    assert meta == {
+        "watermark_field": "updated",
+        "watermark": newer["e"],
+        "older_than_watermark": 5,
+        "write": "upsert",
+    }
 
 
 def test_the_watermark_survives_a_new_process_and_orders_numbers(sessions, store_url) -> None:

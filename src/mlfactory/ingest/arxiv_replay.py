@@ -15,9 +15,10 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from arxiv import Result, _feed
+from arxiv import Result
 
 from mlfactory.datasets import CATALOG, resolve
+from mlfactory.ingest.arxiv_feed import BadEntry, FeedError, Page, cut_row, parse_page
 from mlfactory.ingest.arxiv_papers import (
     bad_row,
     clean_text,
@@ -47,12 +48,23 @@ def read_recorded(settings: Settings, path: Path | None = None) -> Rows:
     kept once, in its most recent version. Recorded error responses (HTTP status other than
     200) hold no papers and are skipped.
     """
-    results = [result for file in _recorded_files(settings, path) for result in _results(file)]
+    pages = [_page(file) for file in _recorded_files(settings, path)]
+    results = [entry for page in pages for entry in page.entries if isinstance(entry, Result)]
     results.sort(key=lambda result: result.updated, reverse=True)
     limit = settings.max_field_bytes
-    return first_per_key(
+    rows: list[Record | BadRow] = [
         paper_row(result, line, limit) for line, result in enumerate(results, start=1)
-    )
+    ]
+    line = len(rows)
+    for page in pages:  # entries that are no paper, and what a cut answer lost, say why
+        for entry in page.entries:
+            if isinstance(entry, BadEntry):
+                line += 1
+                rows.append(BadRow(line, entry.reason, entry.raw, len(entry.raw.encode())))
+        if page.cut is not None:
+            line += 1
+            rows.append(cut_row(page, line))
+    return first_per_key(rows)
 
 
 def read_snapshot(settings: Settings, path: Path | None = None) -> Rows:
@@ -99,15 +111,15 @@ def _recorded_files(settings: Settings, path: Path | None) -> list[Path]:
     return [path]
 
 
-def _results(file: Path) -> list[Result]:
-    """The papers of one recorded response, parsed as the live client parses a page."""
+def _page(file: Path) -> Page:
+    """The page of one recorded response, read as a live page is (an error answer: none)."""
     try:
         content = file.read_bytes()
         if file.suffix == ".json":
             exchange = json.loads(content)
             if exchange["status_code"] != 200:
                 log.info("%s: skipped, a recorded HTTP %s", file, exchange["status_code"])
-                return []
+                return Page([], 0, 0, 0, None)
             content = exchange["body"].encode()
     except OSError as exc:
         raise SourceFileError(f"{file}: cannot read: {exc.strerror}") from exc
@@ -115,8 +127,7 @@ def _results(file: Path) -> list[Result]:
         raise SourceFileError(
             f"{file}: not a recorded response {{url, status_code, body}}: {exc!r}"
         ) from exc
-    # The client has no public parser; _feed.parse is what Client.results runs on every page.
-    feed = _feed.parse(content)
-    if feed.malformed:
-        raise SourceFileError(f"{file}: not an Atom feed: {feed.error}")
-    return feed.results
+    try:
+        return parse_page(content)
+    except FeedError as exc:
+        raise SourceFileError(f"{file}: {exc}") from None

@@ -19,15 +19,18 @@ design: the back-fill comes from the snapshot, not from the API.)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import arxiv
-import requests
+import httpx
 
 from mlfactory.errors import UserError
+from mlfactory.ingest.arxiv_feed import BadEntry, FeedError, Page, cut_row, parse_page
 from mlfactory.ingest.arxiv_papers import first_per_key, paper_row
 from mlfactory.ingest.arxiv_replay import read_recorded
 from mlfactory.ingest.csv_reader import BadRow
@@ -46,7 +49,9 @@ log = logging.getLogger(__name__)
 DATASET = "arxiv"
 WATERMARK_FIELD = "updated"
 RETRIES = 3
-"""Further tries of a page after an HTTP error, a connection error or an unexpected empty page."""
+"""Further tries of a page after an HTTP error, a connection error, an answer that is no feed,
+a page cut short or an unexpected empty page."""
+USER_AGENT = "mlfactory (https://github.com/; arXiv API client)"
 
 StoppedBy = Literal["watermark", "end", "max_results"]
 
@@ -63,51 +68,126 @@ class Fetch:
     ``max_results``: the cap, possibly before newer papers ran out."""
 
 
-def arxiv_client(settings: Settings) -> arxiv.Client:
-    """An arXiv client with the settings' endpoint, page size and delay between requests."""
-    client = arxiv.Client(
-        page_size=settings.arxiv_page_size,
-        delay_seconds=settings.arxiv_delay_seconds,
-        num_retries=RETRIES,
-    )
-    # The client formats each page's URL as query_url_format.format(<query string>).
-    endpoint = settings.arxiv_api_url.replace("{", "{{").replace("}", "}}")
-    client.query_url_format = f"{endpoint}?{{}}"
-    return client
-
-
 def fetch_papers(settings: Settings, watermark: Any = None) -> Fetch:
     """The papers matching ``arxiv_query`` updated after ``watermark`` (all when None), newest
-    first, at most ``arxiv_max_results``, each paper once; entries that cannot be stored come
-    back as :class:`BadRow`. Raises :class:`ArxivUnavailable` when the API cannot be read."""
+    first, at most ``arxiv_max_results``, each paper once; entries that cannot be stored, and
+    the entries of a page cut short, come back as :class:`BadRow` with the reason. Raises
+    :class:`ArxivUnavailable` when the API cannot be read."""
     floor = _timestamp(watermark)
+    rows: list[Record | BadRow] = []
+    stopped_by: StoppedBy = "end"
+    line = 0
+    for page in _pages(settings):
+        for entry in page.entries:
+            line += 1
+            if isinstance(entry, BadEntry):
+                rows.append(BadRow(line, entry.reason, entry.raw, len(entry.raw.encode())))
+            elif floor is not None and entry.updated <= floor:
+                stopped_by = "watermark"
+                return Fetch(list(first_per_key(rows)), stopped_by)
+            else:
+                rows.append(paper_row(entry, line, settings.max_field_bytes))
+            if line == settings.arxiv_max_results:
+                return Fetch(list(first_per_key(rows)), "max_results")
+        if page.cut is not None:
+            rows.append(cut_row(page, line + 1))
+            line += page.lost or 0
+    return Fetch(list(first_per_key(rows)), stopped_by)
+
+
+def _pages(settings: Settings) -> Iterator[Page]:
+    """The pages of the query, newest first, as the arXiv API serves them: ``arxiv_page_size``
+    entries a request, ``arxiv_delay_seconds`` between requests, each request tried again
+    ``RETRIES`` times after an HTTP error, a connection error, an answer that is no Atom feed,
+    a page cut short or an unexpected empty page. Reading stops at the end of the result set
+    (the first page's ``totalResults``) or when the caller stops asking."""
     search = arxiv.Search(
         query=settings.arxiv_query,
-        max_results=settings.arxiv_max_results,
         sort_by=arxiv.SortCriterion.LastUpdatedDate,
         sort_order=arxiv.SortOrder.Descending,
     )
-    rows: list[Record | BadRow] = []
-    stopped_by: StoppedBy = "end"
-    try:
-        for line, result in enumerate(arxiv_client(settings).results(search), start=1):
-            if floor is not None and result.updated <= floor:
-                stopped_by = "watermark"
-                break
-            rows.append(paper_row(result, line, settings.max_field_bytes))
-            if line == settings.arxiv_max_results:
-                stopped_by = "max_results"
-    except arxiv.HTTPError as exc:
-        hint = f"; check MLF_ARXIV_QUERY ({settings.arxiv_query!r})" if exc.status == 400 else ""
-        raise ArxivUnavailable(
-            f"the arXiv API answered HTTP {exc.status} to {exc.url} "
-            f"({exc.retry + 1} attempts){hint}"
-        ) from exc
-    except (arxiv.ArxivError, requests.RequestException) as exc:
-        raise ArxivUnavailable(
-            f"cannot read the arXiv API at {settings.arxiv_api_url}: {exc}"
-        ) from exc
-    return Fetch(list(first_per_key(rows)), stopped_by)
+    reader = _PageReader(settings)
+    offset, total = 0, None
+    with reader:
+        while True:
+            arguments = search._url_args() | {
+                "start": str(offset),
+                "max_results": str(settings.arxiv_page_size),
+            }
+            page = reader.read(f"{settings.arxiv_api_url}?{urlencode(arguments)}", offset == 0)
+            yield page
+            if offset == 0:
+                if not page.entries:
+                    return
+                total = page.total or 0
+            offset += len(page.entries) + (page.lost or 0)
+            if total is None or offset >= total:
+                return
+
+
+class _PageReader:
+    """Requests of one fetch: the delay between them, retries, and what an error says."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client = httpx.Client(timeout=settings.download_timeout, follow_redirects=True)
+        self._last: float | None = None
+
+    def __enter__(self) -> _PageReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def read(self, url: str, first: bool) -> Page:
+        for attempt in range(RETRIES + 1):
+            last = attempt == RETRIES
+            self._wait()
+            try:
+                response = self._client.get(url, headers={"User-Agent": USER_AGENT})
+            except httpx.TransportError as exc:
+                if last:
+                    raise ArxivUnavailable(
+                        f"cannot read the arXiv API at {self._settings.arxiv_api_url}: {exc}"
+                    ) from exc
+                continue
+            if response.status_code != 200:
+                if last:
+                    query = self._settings.arxiv_query
+                    hint = (
+                        f"; check MLF_ARXIV_QUERY ({query!r})"
+                        if response.status_code == 400
+                        else ""
+                    )
+                    raise ArxivUnavailable(
+                        f"the arXiv API answered HTTP {response.status_code} to {url} "
+                        f"({attempt + 1} attempts){hint}"
+                    )
+                continue
+            try:
+                page = parse_page(response.content)
+            except FeedError as exc:
+                if last:
+                    raise ArxivUnavailable(
+                        f"the arXiv API at {url} answered no feed: {exc}"
+                    ) from exc
+                continue
+            if not first and not page.entries and page.cut is None:
+                if last:
+                    raise ArxivUnavailable(f"the arXiv API answered an empty page to {url}")
+                continue
+            if page.cut is not None and not last:
+                log.warning("arXiv page cut short (%s); asking again", page.cut)
+                continue
+            return page
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _wait(self) -> None:
+        if self._last is not None:
+            pause = self._settings.arxiv_delay_seconds - (time.monotonic() - self._last)
+            if pause > 0:
+                time.sleep(pause)
+        self._last = time.monotonic()
 
 
 def fetch_new(
@@ -148,10 +228,12 @@ def fetch_new(
         run_id=run_id,
     )
     log.info(
-        "arXiv: %d new, %d updated, %d rejected; watermark %s",
+        "arXiv: %d new, %d updated, %d rejected, %d older than the watermark skipped; "
+        "watermark %s",
         result.rows_inserted,
         result.rows_updated,
         result.rows_rejected,
+        result.older_than_watermark,
         result.watermark,
     )
     return result

@@ -64,7 +64,14 @@ CHUNK = 500  # rows per IN (...) query when reading back data of changed items
 LOAD_ORDER_PATIENCE = 600.0  # seconds a batch waits for an earlier batch of its data set
 LOAD_ORDER_POLL = 0.05  # seconds between looks while it waits
 LOADER_META = frozenset(
-    {"fraction_seed", "watermark_field", "watermark", "write", "deletions_skipped"}
+    {
+        "fraction_seed",
+        "watermark_field",
+        "watermark",
+        "older_than_watermark",
+        "write",
+        "deletions_skipped",
+    }
 )
 KEY_MAX = Item.__table__.c.key.type.length
 LABEL_MAX = Item.__table__.c.label.type.length
@@ -186,7 +193,7 @@ class LoadResult:
     rows_deleted: int = 0
     percentage: float | None = None
     watermark: Any = None
-
+    older_than_watermark: int = 0  # rows a watermark batch skipped as already loaded
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -276,6 +283,7 @@ class _WatermarkSelection(_Selection):
         self._field = field
         self._floor = None if watermark is None else ordering_value(watermark)
         self._highest, self._highest_raw = self._floor, watermark
+        self._older = 0
 
     def admits(self, record: Record) -> bool:
         raw = record.data.get(self._field)
@@ -284,6 +292,7 @@ class _WatermarkSelection(_Selection):
         try:
             value = ordering_value(raw)
             if self._floor is not None and not _later(value, self._floor):
+                self._older += 1
                 return False
             if self._highest is None or _later(value, self._highest):
                 self._highest, self._highest_raw = value, raw
@@ -292,7 +301,7 @@ class _WatermarkSelection(_Selection):
         return True
 
     def outcome(self) -> dict[str, Any]:
-        return {"watermark": self._highest_raw}
+        return {"watermark": self._highest_raw, "older_than_watermark": self._older}
 
 
 def content_hash(data: dict[str, Any], label: str | None) -> str:
@@ -475,6 +484,7 @@ def _write_batch(
         rows_deleted=merged.deleted,
         percentage=options.percentage,
         watermark=outcome.get("watermark"),
+        older_than_watermark=outcome.get("older_than_watermark", 0),
     )
     session.execute(
         update(DataLoad)
