@@ -88,15 +88,9 @@ def test_every_pipeline_parses_into_a_dag_without_touching_store_or_network(
     out = python(
         env,
         """
-        import json, os, time
-        import airflow.sdk  # Airflow's own import is not ours to time
+        import json, os
         from mlfactory.orchestration.registry import all_pipelines
         from airflow.dag_processing.dagbag import DagBag
-        started = time.perf_counter()
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("dags", os.environ["AIRFLOW__CORE__DAGS_FOLDER"] + "/mlfactory_dags.py")
-        module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
-        parse = time.perf_counter() - started
         bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
         dags = {}
         for pipeline in all_pipelines():
@@ -114,12 +108,11 @@ def test_every_pipeline_parses_into_a_dag_without_touching_store_or_network(
                 "doc": bool(dag.doc_md),
             }
         print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()},
-                          "parse": parse, "dags": dags}))
+                          "dags": dags}))
     """,
     )
     report = json.loads(out.strip().splitlines()[-1])
     assert report["errors"] == {}
-    assert report["parse"] < 1.0
     assert {"advertising", "products", "arxiv_train", "clicks"} <= set(report["dags"])
     for name, dag in report["dags"].items():
         assert dag["tasks"] == dag["steps"], name

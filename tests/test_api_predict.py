@@ -402,6 +402,12 @@ def test_reload_serves_the_new_champion_at_once(
     )
     assert answer["predictions"][0]["probabilities"]["1"] == pytest.approx(expected[0][1])
     assert client.post("/v1/pipelines/nope/reload", headers=admin).status_code == 404
+    trail = client.get("/v1/audit", params={"action": "model.reload"}, headers=admin).json()
+    reloads = [(e["actor"], e["before"], e["after"]) for e in trail["entries"]]
+    assert reloads == [
+        ("adam", {"version": "1"}, {"version": "2"}),  # newest first
+        ("adam", {"version": "1"}, {"version": "1"}),
+    ]
 
 
 @sqlite_only

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from mlfactory.ingest.csv_reader import SourceRow, read_csv_rows
 from mlfactory.ingest.fractions import fraction_size, next_percentage, select_fraction
@@ -82,3 +85,14 @@ def test_next_percentage_caps_at_the_last() -> None:
     assert next_percentage(None, first=10, step=5, last=20) == 10
     assert next_percentage(15, first=10, step=5, last=20) == 20
     assert next_percentage(20, first=10, step=5, last=20) is None
+
+
+@given(
+    tenths=st.integers(min_value=1, max_value=1000),
+    total=st.integers(min_value=0, max_value=1_000_000),
+)
+@example(tenths=184, total=375)  # 18.4 % of 375: 69 exactly, 68 in floats
+def test_the_size_of_a_fraction_is_exact_decimal_arithmetic(tenths: int, total: int) -> None:
+    """Against exact rational arithmetic: a float product loses a row now and then."""
+    percentage = tenths / 10
+    assert fraction_size(total, percentage) == (Fraction(tenths, 10) * total) // 100

@@ -89,3 +89,64 @@ def test_the_champion_rule_audits_alias_moves_and_mails_a_new_champion(
     promotions = [subject for subject in subjects if "is the new champion" in subject]
     assert len(promotions) == 1, subjects  # only the first run made a new champion
     assert len(subjects) == 3  # and each run mailed its end
+
+
+def test_a_pipeline_that_announces_failures_only_mails_no_success(
+    settings: Settings, sessions, smtp_server
+) -> None:
+    port, inbox = smtp_server()
+    configured = with_mail(settings, port)
+    quiet = Pipeline(
+        name="quiet",
+        steps=(Step("count", count_rows),),
+        notify_to=("owner@example.org",),
+        notify_success=False,
+    )
+    assert run_pipeline(quiet, settings=configured).status == "success"
+    assert inbox.messages == []
+    broken = Pipeline(
+        name="quiet",
+        steps=(Step("load", break_down),),
+        notify_to=("owner@example.org",),
+        notify_success=False,
+    )
+    failed = run_pipeline(broken, settings=configured)
+    ((_, mail, _),) = inbox.messages
+    assert failed.status == "failed" and str(failed.run_id) in mail["Subject"]
+
+
+def test_a_drift_alert_is_mailed_and_recorded(settings: Settings, sessions, smtp_server) -> None:
+    """The drift report of a step (as the templates' drift step and arxiv_monitor make it): at
+    severity alert or above, a message goes out; the report is stored either way."""
+    import numpy as np
+    import pandas as pd
+
+    from mlfactory.monitoring import compare
+    from mlfactory.pipelines.common import record_drift
+    from mlfactory.store import DriftCheck
+
+    port, inbox = smtp_server()
+    configured = with_mail(settings, port).model_copy(update={"notify_to": ["ops@example.org"]})
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"age": rng.normal(35, 5, 500)})
+    shifted = pd.DataFrame({"age": rng.normal(60, 5, 500)})  # everyone 25 years older
+
+    def watch(ctx: Context) -> dict[str, Any]:
+        report = compare(reference, shifted)
+        return record_drift(
+            ctx, report, dataset="people", snapshot_id=None, model_name="m", title="drift"
+        )
+
+    outcome = run_pipeline(
+        Pipeline(name="watched", steps=(Step("drift", watch),), notify_success=False),
+        settings=configured,
+    )
+
+    assert outcome.status == "success", outcome.error
+    assert outcome.outputs["drift"]["severity"] == "critical"
+    ((recipients, mail, _),) = inbox.messages
+    assert recipients == ["ops@example.org"]
+    assert "drift" in mail["Subject"].lower() and "critical" in mail["Subject"].lower()
+    with sessions() as session:
+        check = session.scalars(select(DriftCheck)).one()
+    assert (check.dataset, check.severity, check.run_id) == ("people", "critical", outcome.run_id)

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -49,20 +48,6 @@ def pids_of_fresh_connections(server: ApiProcess, count: int) -> Counter[int]:
             connection.close()
 
 
-def keep_alive_median_ms(server: ApiProcess, requests: int = 50) -> float:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port)
-    try:
-        health_pid(connection)  # connect and warm up
-        times = []
-        for _ in range(requests):
-            start = time.perf_counter()
-            health_pid(connection)
-            times.append(time.perf_counter() - start)
-    finally:
-        connection.close()
-    return statistics.median(times) * 1000
-
-
 def wait_for_workers(server: ApiProcess, count: int) -> set[int]:
     deadline = time.monotonic() + 30
     seen: set[int] = set()
@@ -74,7 +59,7 @@ def wait_for_workers(server: ApiProcess, count: int) -> set[int]:
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_two_workers_share_the_port_answer_fast_and_stop_together(
+def test_two_workers_share_the_port_and_stop_together(
     cli_env: dict[str, str], sessions: sessionmaker[Session], tmp_path: Path, loop: str
 ) -> None:
     add_user(sessions, "ann", PASSWORD, "viewer")
@@ -85,9 +70,6 @@ def test_two_workers_share_the_port_answer_fast_and_stop_together(
         # 16 connections at once reach both workers (one shared socket often gives 16 to one).
         spread = pids_of_fresh_connections(server, 16)
         assert set(spread) == workers, spread
-
-        median = keep_alive_median_ms(server)
-        assert median < 10, f"keep-alive median {median:.1f} ms: TCP_NODELAY lost?"
 
         login = httpx.post(f"{server.url}/token", data={"username": "ann", "password": PASSWORD})
         token = login.json()["access_token"]
