@@ -19,12 +19,16 @@ def use_tracking(settings: Settings) -> MlflowClient:
 
 
 def experiment_id(name: str, settings: Settings) -> str:
-    """The experiment ``name``, created with its artefacts under ``MLF_HOME`` when new (MLflow's
-    own default would be a folder in the current directory)."""
+    """The experiment ``name``. A new one keeps its artefacts where the tracking server says
+    (an ``mlflow server`` proxies them to its own store: every worker of a cluster reads what
+    another wrote), or, on a local store, under ``MLF_HOME`` (MLflow's own default would be a
+    folder in the current directory)."""
     client = use_tracking(settings)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    if settings.mlflow_tracking_uri.startswith(("http://", "https://")):
+        return client.create_experiment(name)
     return client.create_experiment(
         name, artifact_location=f"{settings.mlflow_artifacts_uri}/{name}"
     )
