@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,7 +64,7 @@ class LoginThrottle:
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
         self._item = RateLimitItemPerMinute(per_minute)
-        self._per_address = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._per_address = MovingWindowRateLimiter(MemoryStorage())  # exact: a few per address
         self._failures: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
 
     def check(self, address: str, name: str) -> None:
