@@ -228,8 +228,7 @@ def fetch_new(
         run_id=run_id,
     )
     log.info(
-        "arXiv: %d new, %d updated, %d rejected, %d older than the watermark skipped; "
-        "watermark %s",
+        "arXiv: %d new, %d updated, %d rejected, %d older than the watermark skipped; watermark %s",
         result.rows_inserted,
         result.rows_updated,
         result.rows_rejected,

@@ -194,6 +194,7 @@ class LoadResult:
     percentage: float | None = None
     watermark: Any = None
     older_than_watermark: int = 0  # rows a watermark batch skipped as already loaded
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
